@@ -1,0 +1,149 @@
+"""The rules that decide whether a command is allowed. Pure functions, no I/O."""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from domain.errors import BadRequest, InvalidInput, NotAllowed, NotFound
+
+USERNAME_RE = re.compile(r"[a-z0-9._]{1,30}")
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+DISPLAY_NAME_MAX = 64
+BIO_MAX = 150
+CAPTION_MAX = 2200
+TAGS_MAX = 30
+TAG_MAX_LENGTH = 100
+COMMENT_MAX = 2200
+MEDIA_PER_POST_MAX = 10
+
+# A hashtag is '#' then Unicode letters, digits or '_', not glued to a preceding word.
+TAG_RE = re.compile(r"(?<![\w&])#(\w+)", re.UNICODE)
+MENTION_RE = re.compile(r"(?<![\w@.])@([A-Za-z0-9._]{1,30})(?![A-Za-z0-9_])")
+
+
+def normalize_username(raw: str) -> str:
+    """Usernames are case-insensitive: stored and compared in lower case."""
+    name = raw.strip().lower()
+    if not USERNAME_RE.fullmatch(name):
+        raise InvalidInput(
+            "username must be 1 to 30 characters of a-z, 0-9, '.' and '_'", field="username"
+        )
+    return name
+
+
+def check_password(password: str) -> None:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise InvalidInput(
+            f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters", field="password"
+        )
+
+
+def check_display_name(name: str) -> str:
+    name = _clean_text(name).strip()
+    if len(name) > DISPLAY_NAME_MAX:
+        raise InvalidInput(
+            f"display_name must be at most {DISPLAY_NAME_MAX} characters", field="display_name"
+        )
+    return name
+
+
+def check_bio(bio: str) -> str:
+    bio = _clean_text(bio).strip()
+    if len(bio) > BIO_MAX:
+        raise InvalidInput(f"bio must be at most {BIO_MAX} characters", field="bio")
+    return bio
+
+
+def normalize_tag(tag: str) -> str:
+    """Tags are case-insensitive and compared in NFC lower case."""
+    return unicodedata.normalize("NFC", tag).lower()
+
+
+def parse_tags(text: str) -> tuple[str, ...]:
+    """Distinct hashtags in order of first appearance, lower case, without '#'."""
+    seen: dict[str, None] = {}
+    for match in TAG_RE.finditer(text):
+        tag = normalize_tag(match.group(1))
+        if len(tag) <= TAG_MAX_LENGTH and not tag.isdigit():
+            seen.setdefault(tag, None)
+    return tuple(seen)
+
+
+def parse_mentions(text: str) -> tuple[str, ...]:
+    """Distinct @usernames in order of first appearance, lower case."""
+    seen: dict[str, None] = {}
+    for match in MENTION_RE.finditer(text):
+        seen.setdefault(match.group(1).lower(), None)
+    return tuple(seen)
+
+
+def check_caption(caption: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The cleaned caption with its tags and mentions, or InvalidInput."""
+    caption = _clean_text(caption)
+    if len(caption) > CAPTION_MAX:
+        raise InvalidInput(
+            f"caption is {len(caption)} characters; at most {CAPTION_MAX} are allowed",
+            field="caption",
+        )
+    tags = parse_tags(caption)
+    if len(tags) > TAGS_MAX:
+        raise InvalidInput(
+            f"caption has {len(tags)} hashtags; at most {TAGS_MAX} are allowed", field="caption"
+        )
+    return caption, tags, parse_mentions(caption)
+
+
+def check_comment(text: str) -> str:
+    text = _clean_text(text)
+    if not text.strip():
+        raise InvalidInput("comment text must not be empty", field="text")
+    if len(text) > COMMENT_MAX:
+        raise InvalidInput(
+            f"comment is {len(text)} characters; at most {COMMENT_MAX} are allowed", field="text"
+        )
+    return text
+
+
+def check_media_ids(media_ids: list[str]) -> list[str]:
+    if not 1 <= len(media_ids) <= MEDIA_PER_POST_MAX:
+        raise InvalidInput(
+            f"a post needs 1 to {MEDIA_PER_POST_MAX} media ids, got {len(media_ids)}",
+            field="media_ids",
+        )
+    if len(set(media_ids)) != len(media_ids):
+        raise InvalidInput("media_ids must not repeat a photo", field="media_ids")
+    return media_ids
+
+
+def check_media_usable(media_id: str, owner_id: str | None, actor_id: str) -> None:
+    """A post or avatar may only use photos its author uploaded."""
+    if owner_id is None:
+        raise InvalidInput(f"media {media_id} does not exist", field="media_ids")
+    if owner_id != actor_id:
+        raise InvalidInput(f"media {media_id} was not uploaded by you", field="media_ids")
+
+
+def check_can_follow(follower_id: str, followee_id: str) -> None:
+    if follower_id == followee_id:
+        raise BadRequest("you cannot follow yourself")
+
+
+def check_post_exists(post_id: str, exists: bool) -> None:
+    if not exists:
+        raise NotFound(f"post {post_id} does not exist")
+
+
+def check_is_author(actor_id: str, author_id: str, what: str = "post") -> None:
+    if actor_id != author_id:
+        raise NotAllowed(f"only the author may change this {what}")
+
+
+def check_can_delete_comment(actor_id: str, comment_author_id: str, post_author_id: str) -> None:
+    if actor_id not in (comment_author_id, post_author_id):
+        raise NotAllowed("only the comment's author or the post's author may delete it")
+
+
+def _clean_text(text: str) -> str:
+    """NFC-normalize and drop control characters other than newlines and tabs."""
+    text = unicodedata.normalize("NFC", text)
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")

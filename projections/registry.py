@@ -1,0 +1,39 @@
+"""Every projection photostream runs, in one place."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from projections.accounts import Accounts
+from projections.comments import Comments
+from projections.followers import Followers
+from projections.following import Following
+from projections.home_timeline import HomeTimeline
+from projections.likes import Likes
+from projections.posts import Posts
+from projections.posts_by_author import PostsByAuthor
+from projections.projector import Projector
+from projections.store import Table
+
+
+@dataclass(frozen=True)
+class ProjectionSettings:
+    timeline_max: int = 800
+    backfill: int = 50
+
+
+def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector]:
+    settings = settings or ProjectionSettings()
+    return [
+        Accounts(),
+        Followers(),
+        Following(),
+        Posts(),
+        PostsByAuthor(),
+        Likes(),
+        Comments(),
+        HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill),
+    ]
+
+
+def all_tables(projectors: list[Projector]) -> list[Table]:
+    return [t for p in projectors for t in p.tables]

@@ -1,0 +1,148 @@
+"""The read-store port: query-first tables shaped the way Cassandra stores them.
+
+A Table has a partition key and at most one clustering column. Projectors write Upserts
+and Deletes; queries read one partition (or a few) at a time. Adapters:
+projections.sqlite_store (embedded) and projections.cassandra_store.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ContextManager, Iterable, Literal, Protocol, Sequence, Union
+
+ColumnType = Literal["int", "text", "bool", "json", "float"]
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: dict[str, ColumnType]
+    partition_key: tuple[str, ...]
+    clustering: str | None = None
+    descending: bool = False  # natural order of the clustering column
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self.partition_key + ((self.clustering,) if self.clustering else ())
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c not in self.primary_key)
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """Insert or overwrite the given columns of one row (Cassandra's INSERT semantics)."""
+
+    table: Table
+    row: Row
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete one row by its full primary key."""
+
+    table: Table
+    key: Row
+
+
+@dataclass(frozen=True)
+class DeletePartition:
+    table: Table
+    partition: Row
+
+
+@dataclass(frozen=True)
+class DeleteUpTo:
+    """Delete the rows of a partition whose clustering value is <= upto: one range
+    tombstone in Cassandra, however many rows it covers (used to trim timelines)."""
+
+    table: Table
+    partition: Row
+    upto: int
+
+
+Write = Union[Upsert, Delete, DeletePartition, DeleteUpTo]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    projection: str
+    partition: int
+    position: int
+    event_time: str | None = None  # occurred_at of the last applied event
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    projection: str
+    partition: int
+    position: int
+    event_id: str
+    event_type: str
+    error: str
+    body: bytes = field(repr=False, default=b"")
+    failed_at: str = ""
+
+
+class ReadView(Protocol):
+    """What projectors and queries may read."""
+
+    def get(self, table: Table, key: Row) -> Row | None:
+        """One row by full primary key."""
+
+    def get_many(self, table: Table, keys: Sequence[Row]) -> list[Row | None]:
+        """Rows by full primary key, in the order of keys (None where missing)."""
+
+    def scan(
+        self,
+        table: Table,
+        partition: Row,
+        *,
+        start_after: Any = None,
+        end_before: Any = None,
+        limit: int | None = None,
+    ) -> list[Row]:
+        """Rows of one partition in the table's clustering order, strictly after
+        start_after and strictly before end_before (in that order) when given."""
+
+    def scan_many(
+        self,
+        table: Table,
+        partitions: Sequence[Row],
+        *,
+        start_after: Any = None,
+        end_before: Any = None,
+        limit: int,
+    ) -> list[Row]:
+        """scan() over several partitions merged into one clustering order."""
+
+
+class ReadStore(ReadView, Protocol):
+    def ensure_tables(self, tables: Iterable[Table]) -> None: ...
+
+    def apply(self, writes: Sequence[Write]) -> None:
+        """Carry out writes in order (atomically per call where the backend can)."""
+
+    def unit_of_work(self) -> ContextManager[None]:
+        """Group applies and checkpoint saves (one SQLite transaction; Cassandra: none)."""
+
+    def load_checkpoints(self) -> list[Checkpoint]: ...
+
+    def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None: ...
+
+    def add_dead_letter(self, letter: DeadLetter) -> None: ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+    def dump(self, table: Table) -> list[Row]:
+        """Every row of a table, sorted by primary key (tests and verification)."""
+
+    def ping(self) -> None:
+        """Raise ReadStoreUnavailable when the store cannot be reached."""
+
+    def close(self) -> None: ...
+
+
+class ReadStoreUnavailable(Exception):
+    """The read store cannot be reached."""

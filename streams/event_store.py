@@ -1,0 +1,123 @@
+"""The event store port: what commands, runners and tools need of the log.
+
+Adapters: streams.sqlite_event_store (embedded) and streams.kafka_event_store.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from domain.events import Event, Recorded
+
+ANY_VERSION = -1  # append without an expected-version check
+
+
+class EventStoreError(Exception):
+    """Base of what the event store refuses."""
+
+
+class ConcurrencyError(EventStoreError):
+    """The stream moved on since the command read it: re-read and decide again."""
+
+    def __init__(self, stream: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream} is at version {actual}, expected {expected}")
+        self.stream, self.expected, self.actual = stream, expected, actual
+
+
+class UniqueViolation(EventStoreError):
+    """A value that must be unique (a username) is already claimed by someone else."""
+
+    def __init__(self, namespace: str, value: str, owner: str) -> None:
+        super().__init__(f"{namespace} {value!r} is already taken")
+        self.namespace, self.value, self.owner = namespace, value, owner
+
+
+class EventStoreUnavailable(EventStoreError):
+    """The log cannot be reached: nothing was appended; the caller may retry later."""
+
+
+@dataclass(frozen=True)
+class UniqueClaim:
+    """Reserve `value` in `namespace` for `owner`, atomically with an append."""
+
+    namespace: str
+    value: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class ConsistencyToken:
+    """Where in the log a write landed: partition -> position of its last event there."""
+
+    positions: dict[int, int]
+
+    def encode(self) -> str:
+        text = ".".join(f"{p}-{o}" for p, o in sorted(self.positions.items()))
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @staticmethod
+    def decode(token: str) -> ConsistencyToken:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
+            positions: dict[int, int] = {}
+            for part in text.split("."):
+                partition, offset = part.split("-")
+                positions[int(partition)] = int(offset)
+            if not positions or any(p < 0 or o < 0 for p, o in positions.items()):
+                raise ValueError
+            return ConsistencyToken(positions)
+        except (ValueError, UnicodeError) as exc:
+            raise ValueError("X-Consistency-Token is not a token this server issued") from exc
+
+    def merge(self, other: ConsistencyToken) -> ConsistencyToken:
+        merged = dict(self.positions)
+        for p, o in other.positions.items():
+            merged[p] = max(o, merged.get(p, -1))
+        return ConsistencyToken(merged)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    positions: tuple[tuple[int, int], ...]  # (partition, position) of each appended event
+
+    @property
+    def token(self) -> ConsistencyToken:
+        merged: dict[int, int] = {}
+        for partition, position in self.positions:
+            merged[partition] = max(position, merged.get(partition, -1))
+        return ConsistencyToken(merged)
+
+
+class EventStore(Protocol):
+    """An append-only log of events, partitioned, keyed by stream (aggregate id)."""
+
+    partitions: int
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[Event],
+        *,
+        expected_version: int = ANY_VERSION,
+        claims: Sequence[UniqueClaim] = (),
+    ) -> AppendResult:
+        """Durably append events to one stream. Idempotent per event_id."""
+
+    async def read_stream(self, stream: str) -> list[Recorded]:
+        """Every event of one stream, in order (write-side loading)."""
+
+    async def lookup_unique(self, namespace: str, value: str) -> str | None:
+        """The owner of a claimed unique value, if any."""
+
+    async def read(self, partition: int, after: int, limit: int) -> list[Recorded]:
+        """Events of one partition with position > after, in order."""
+
+    async def head(self) -> dict[int, int]:
+        """The position of the newest event of each partition (-1 when empty)."""
+
+    async def ping(self) -> None:
+        """Raise EventStoreUnavailable when the log cannot be reached."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,235 @@
+"""The embedded event store: an append-only SQLite log in WAL mode.
+
+One partition; `position` is the global order. A commit is fsync'd (synchronous=FULL)
+before append() returns, so an acknowledged command is durable.
+"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from domain.events import Event, Recorded, decode_event, encode_event, format_time
+from streams.event_store import (
+    ANY_VERSION,
+    AppendResult,
+    ConcurrencyError,
+    EventStoreError,
+    UniqueClaim,
+    UniqueViolation,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       TEXT NOT NULL UNIQUE,
+    stream         TEXT NOT NULL,
+    stream_version INTEGER NOT NULL,
+    type           TEXT NOT NULL,
+    occurred_at    TEXT NOT NULL,
+    body           BLOB NOT NULL,
+    UNIQUE (stream, stream_version)
+);
+CREATE TABLE IF NOT EXISTS unique_claims (
+    namespace TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    owner     TEXT NOT NULL,
+    PRIMARY KEY (namespace, value)
+);
+"""
+
+POLL_SECONDS = 0.2  # how often a waiter looks for events written by other processes
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///relative/path` or `sqlite:////absolute/path` (SQLAlchemy's convention)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    return Path(url[len(prefix):])
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class SqliteEventStore:
+    partitions = 1
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._writer = connect(path)
+        self._writer.executescript(SCHEMA)
+        self._write_lock = threading.Lock()
+        self._appended = threading.Condition()
+        self._local = threading.local()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteEventStore:
+        return cls(sqlite_path(url))
+
+    # ----- connections --------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.path)
+        return conn
+
+    # ----- the port -----------------------------------------------------------------
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[Event],
+        *,
+        expected_version: int = ANY_VERSION,
+        claims: Sequence[UniqueClaim] = (),
+    ) -> AppendResult:
+        return await asyncio.to_thread(self.append_sync, stream, events, expected_version, claims)
+
+    def append_sync(
+        self,
+        stream: str,
+        events: Sequence[Event],
+        expected_version: int = ANY_VERSION,
+        claims: Sequence[UniqueClaim] = (),
+    ) -> AppendResult:
+        if not events:
+            raise EventStoreError("nothing to append")
+        if any(e.stream != stream for e in events):
+            raise EventStoreError(f"every event must belong to stream {stream}")
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                existing = self._already_appended(conn, events)
+                if existing is not None:
+                    conn.execute("ROLLBACK")
+                    return existing
+                (current,) = conn.execute(
+                    "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream = ?",
+                    (stream,),
+                ).fetchone()
+                if expected_version != ANY_VERSION and expected_version != current:
+                    raise ConcurrencyError(stream, expected_version, current)
+                for claim in claims:
+                    self._claim(conn, claim)
+                positions = []
+                for offset, event in enumerate(events, start=1):
+                    cursor = conn.execute(
+                        "INSERT INTO events (event_id, stream, stream_version, type, occurred_at, body)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            event.event_id,
+                            stream,
+                            current + offset,
+                            event.type,
+                            format_time(event.occurred_at),
+                            encode_event(event),
+                        ),
+                    )
+                    positions.append((0, int(cursor.lastrowid or 0)))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        with self._appended:
+            self._appended.notify_all()
+        return AppendResult(tuple(positions))
+
+    @staticmethod
+    def _already_appended(conn: sqlite3.Connection, events: Sequence[Event]) -> AppendResult | None:
+        """Idempotent append: the same event ids again answer with their first positions."""
+        ids = [e.event_id for e in events]
+        rows = conn.execute(
+            f"SELECT position FROM events WHERE event_id IN ({','.join('?' * len(ids))})"
+            " ORDER BY position",
+            ids,
+        ).fetchall()
+        if not rows:
+            return None
+        if len(rows) != len(ids):
+            raise EventStoreError("some of these events were appended before, some not")
+        return AppendResult(tuple((0, r[0]) for r in rows))
+
+    @staticmethod
+    def _claim(conn: sqlite3.Connection, claim: UniqueClaim) -> None:
+        row = conn.execute(
+            "SELECT owner FROM unique_claims WHERE namespace = ? AND value = ?",
+            (claim.namespace, claim.value),
+        ).fetchone()
+        if row is not None and row[0] != claim.owner:
+            raise UniqueViolation(claim.namespace, claim.value, row[0])
+        conn.execute(
+            "INSERT OR IGNORE INTO unique_claims (namespace, value, owner) VALUES (?, ?, ?)",
+            (claim.namespace, claim.value, claim.owner),
+        )
+
+    async def read_stream(self, stream: str) -> list[Recorded]:
+        rows = self._reader().execute(
+            "SELECT position, stream_version, body FROM events WHERE stream = ?"
+            " ORDER BY stream_version",
+            (stream,),
+        ).fetchall()
+        return [Recorded(decode_event(body), 0, pos, ver) for pos, ver, body in rows]
+
+    async def lookup_unique(self, namespace: str, value: str) -> str | None:
+        row = self._reader().execute(
+            "SELECT owner FROM unique_claims WHERE namespace = ? AND value = ?", (namespace, value)
+        ).fetchone()
+        return row[0] if row else None
+
+    async def read(self, partition: int, after: int, limit: int) -> list[Recorded]:
+        return [
+            Recorded(decode_event(body), 0, pos, ver)
+            for pos, ver, body in self.read_raw(after, limit)
+        ]
+
+    def read_raw(self, after: int, limit: int) -> list[tuple[int, int, bytes]]:
+        """Undecoded rows (position, stream_version, body): the runner decodes each itself
+        so that one bad event becomes a dead letter instead of stopping the batch."""
+        return self._reader().execute(
+            "SELECT position, stream_version, body FROM events WHERE position > ?"
+            " ORDER BY position LIMIT ?",
+            (after, limit),
+        ).fetchall()
+
+    def iter_raw(self, after: int = 0, batch: int = 5000) -> Iterator[tuple[int, int, bytes]]:
+        while rows := self.read_raw(after, batch):
+            yield from rows
+            after = rows[-1][0]
+
+    async def head(self) -> dict[int, int]:
+        return {0: self.head_sync()}
+
+    def head_sync(self) -> int:
+        (position,) = self._reader().execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+        return int(position)
+
+    def wait_for_new(self, after: int, timeout: float) -> bool:
+        """Block until an event with position > after exists, or timeout. Events appended
+        by this process wake the waiter at once; other processes' within POLL_SECONDS."""
+        deadline = time.monotonic() + timeout
+        with self._appended:  # checked under the lock so an append cannot slip between
+            while True:
+                if self.head_sync() > after:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._appended.wait(min(remaining, POLL_SECONDS))
+
+    async def ping(self) -> None:
+        self._reader().execute("SELECT 1").fetchone()
+
+    async def close(self) -> None:
+        self._writer.close()

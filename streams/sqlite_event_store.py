@@ -52,10 +52,10 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len(prefix):])
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, durable: bool = True) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
 
@@ -63,18 +63,20 @@ def connect(path: Path) -> sqlite3.Connection:
 class SqliteEventStore:
     partitions = 1
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        """durable=False (bulk loads such as `seed` only) skips the fsync per commit; the
+        log is still consistent after a crash, but the last commits may be lost."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._writer = connect(path)
+        self._writer = connect(path, durable=durable)
         self._writer.executescript(SCHEMA)
         self._write_lock = threading.Lock()
         self._appended = threading.Condition()
         self._local = threading.local()
 
     @classmethod
-    def from_url(cls, url: str) -> SqliteEventStore:
-        return cls(sqlite_path(url))
+    def from_url(cls, url: str, *, durable: bool = True) -> SqliteEventStore:
+        return cls(sqlite_path(url), durable=durable)
 
     # ----- connections --------------------------------------------------------------
 
@@ -230,6 +232,11 @@ class SqliteEventStore:
 
     async def ping(self) -> None:
         self._reader().execute("SELECT 1").fetchone()
+
+    def flush(self) -> None:
+        """Make everything appended so far durable (after non-durable bulk loads)."""
+        with self._write_lock:
+            self._writer.execute("PRAGMA wal_checkpoint(FULL)")
 
     async def close(self) -> None:
         self._writer.close()

@@ -1,0 +1,121 @@
+"""The FastAPI application: routes, error answers, the web app's files."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain.errors import BadRequest, Conflict, DomainError, InvalidInput, NotAllowed, NotAuthenticated, NotFound
+from media.images import CorruptImage, ImageTooLarge, MediaError, UnsupportedImage
+from media.store import MediaStoreUnavailable
+from streams.event_store import ConcurrencyError, EventStoreUnavailable
+
+from api.http import HttpError, JSONResponse
+from api.middleware import PhotostreamMiddleware
+from api.routes import accounts, feed, media, ops, posts
+from api.settings import Settings
+from api.wiring import Backend, open_backend
+
+log = logging.getLogger("photostream.api")
+WEB_DIR = Path(__file__).parent / "web"
+
+DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
+    (InvalidInput, 422),
+    (BadRequest, 400),
+    (NotFound, 404),
+    (NotAllowed, 403),
+    (Conflict, 409),
+    (NotAuthenticated, 401),
+]
+MEDIA_STATUS: list[tuple[type[MediaError], int]] = [(ImageTooLarge, 413), (UnsupportedImage, 415), (CorruptImage, 422)]
+
+
+def _problem(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HttpError)
+    async def http_error(_: Request, exc: HttpError) -> JSONResponse:
+        return _problem(exc.status, exc.detail, exc.headers)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 400)
+        body: dict[str, object] = {"detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(MediaError)
+    async def media_error(_: Request, exc: MediaError) -> JSONResponse:
+        status = next((code for kind, code in MEDIA_STATUS if isinstance(exc, kind)), 415)
+        return _problem(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _problem(400, "the request body is not valid JSON")
+        # ctx may hold exception objects that JSON cannot carry; keep the useful parts.
+        cleaned = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in errors]
+        return _problem(422, cleaned)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def starlette_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _problem(exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(ConcurrencyError)
+    async def busy(_: Request, exc: ConcurrencyError) -> JSONResponse:
+        return _problem(409, "this changed while you changed it; try again", {"Retry-After": "1"})
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("backing service unavailable: %s", exc)
+        return _problem(503, "a backing service is not answering; try again shortly", {"Retry-After": "5"})
+
+    app.add_exception_handler(EventStoreUnavailable, unavailable)
+    app.add_exception_handler(MediaStoreUnavailable, unavailable)
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
+    settings = settings or Settings()
+    owned = backend is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.backend is None:
+            app.state.backend = open_backend(settings)
+        app.state.backend.start()
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.backend.close()
+
+    app = FastAPI(
+        title="photostream",
+        version="1",
+        summary="A photo-sharing social network, event-sourced.",
+        default_response_class=JSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.backend = backend
+    install_error_handlers(app)
+    for router in (accounts.router, media.router, posts.router, feed.router, ops.router):
+        app.include_router(router)
+    if WEB_DIR.is_dir():
+        app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(WEB_DIR / "index.html")
+
+    app.add_middleware(PhotostreamMiddleware, upload_limit=settings.max_upload_bytes)
+    return app

@@ -1,0 +1,66 @@
+"""Bearer tokens: HMAC-SHA256 signed, with the account id and an expiry."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def load_or_create_secret(data_dir: Path, configured: str) -> bytes:
+    """PHOTOSTREAM_SECRET_KEY if set, else a key generated once into the data dir."""
+    if configured:
+        return configured.encode()
+    path = data_dir / "secret.key"
+    if path.exists():
+        return path.read_bytes().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class TokenSigner:
+    secret: bytes
+    ttl_seconds: int
+
+    def issue(self, account_id: str, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        payload = f"{account_id}.{issued}.{issued + self.ttl_seconds}".encode()
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def verify(self, token: str, now: float | None = None) -> str:
+        """The account id in a valid, unexpired token; InvalidToken otherwise."""
+        try:
+            payload_part, signature_part = token.split(".")
+            payload, signature = _unb64(payload_part), _unb64(signature_part)
+            account_id, _issued, expires = payload.decode("ascii").split(".")
+        except (ValueError, UnicodeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            raise InvalidToken("bad signature")
+        if int(expires) < (now if now is not None else time.time()):
+            raise InvalidToken("token expired")
+        return account_id
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self.secret, payload, hashlib.sha256).digest()

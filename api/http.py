@@ -1,0 +1,148 @@
+"""What every route shares: the backend, who is signed in, read-your-writes waits,
+pagination, the command answer with its consistency token, and error bodies."""
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Header, Query, Request, Response
+
+from commands.context import Actor, Done
+from domain.ids import parse_id
+from streams.event_store import ConsistencyToken
+
+from api.auth import InvalidToken
+from api.wiring import Backend
+
+TOKEN_HEADER = "X-Consistency-Token"
+
+
+class JSONResponse(Response):
+    """JSON rendered by orjson (fast, and it knows dataclasses and datetimes)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class HttpError(Exception):
+    """An answer with a status and a detail sentence, raised from anywhere in a route."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+def get_backend(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+BackendDep = Annotated[Backend, Depends(get_backend)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HttpError(401, "the Authorization header must be 'Bearer <token>'", {"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+def optional_account(request: Request, backend: BackendDep) -> str | None:
+    token = _bearer(request)
+    if token is None:
+        return None
+    try:
+        return backend.signer.verify(token)
+    except InvalidToken as exc:
+        raise HttpError(401, f"the bearer token is not valid ({exc}); sign in again", {"WWW-Authenticate": "Bearer"}) from exc
+
+
+def current_account(account_id: Annotated[str | None, Depends(optional_account)]) -> str:
+    if account_id is None:
+        raise HttpError(401, "sign in first: send 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"})
+    return account_id
+
+
+def actor(request: Request, account_id: Annotated[str, Depends(current_account)]) -> Actor:
+    return Actor(account_id, request.headers.get("x-correlation-id") or None)
+
+
+async def consistent(
+    backend: BackendDep,
+    request: Request,
+    token: Annotated[str | None, Header(alias=TOKEN_HEADER, max_length=512)] = None,
+) -> None:
+    """Read-your-writes: wait until the read models have caught up with the token."""
+    if not token:
+        return
+    try:
+        wanted = ConsistencyToken.decode(token)
+    except ValueError as exc:
+        raise HttpError(400, str(exc)) from exc
+    if not await backend.wait_for(wanted, backend.settings.consistency_wait_seconds):
+        request.state.consistency_stale = True  # api.middleware adds X-Consistency: stale
+
+
+Viewer = Annotated[str | None, Depends(optional_account)]
+SignedIn = Annotated[str, Depends(current_account)]
+ActorDep = Annotated[Actor, Depends(actor)]
+Consistent = Depends(consistent)
+
+
+def encode_cursor(value: int | None) -> str | None:
+    if value is None:
+        return None
+    return base64.urlsafe_b64encode(f"c1:{value}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        prefix, _, value = text.partition(":")
+        parsed = parse_id(value) if prefix == "c1" else None
+    except (ValueError, UnicodeError):
+        parsed = None
+    if parsed is None:
+        raise HttpError(400, "cursor is not one this server gave out; start again without it")
+    return parsed
+
+
+class PageParams:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=100, description="page size, 1 to 100")] = 20,
+        cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")] = None,
+    ) -> None:
+        self.limit = limit
+        self.cursor = decode_cursor(cursor)
+
+
+Paging = Annotated[PageParams, Depends(PageParams)]
+
+
+def parse_path_id(value: str, what: str) -> int:
+    parsed = parse_id(value)
+    if parsed is None:
+        raise HttpError(404, f"{what} {value!r} does not exist")
+    return parsed
+
+
+async def command_answer(backend: Backend, done: Done, body: Any, status: int = 200) -> Response:
+    """The answer to a successful command, with the token that reads see it by."""
+    token = done.token
+    if token is None:  # nothing changed: the current end of the log covers the state seen
+        token = ConsistencyToken({p: max(o, 0) for p, o in (await backend.events.head()).items()})
+    if status == 204:
+        return Response(status_code=204, headers={TOKEN_HEADER: token.encode()})
+    return JSONResponse(body, status_code=status, headers={TOKEN_HEADER: token.encode()})
+
+
+def page(items: list[Any], next_cursor: int | None) -> JSONResponse:
+    return JSONResponse({"items": items, "next_cursor": encode_cursor(next_cursor)})

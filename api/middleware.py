@@ -1,0 +1,92 @@
+"""Pure ASGI middleware: request body limits, the X-Consistency header, request metrics.
+
+Body limits are enforced while the body streams in, so a huge upload is refused with 413
+before it is read into memory or spooled to disk.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON_BODY_LIMIT = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class PhotostreamMiddleware:
+    def __init__(self, app: ASGIApp, *, upload_limit: int, observe: Callable[[str, str, int, float], None] | None = None) -> None:
+        self.app = app
+        # Multipart framing adds a little around the file itself.
+        self.upload_limit = upload_limit + 64 * 1024
+        self.observe = observe
+
+    def _limit(self, scope: Scope) -> int:
+        return self.upload_limit if scope["path"] == "/v1/media" else JSON_BODY_LIMIT
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit(scope)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        received = 0
+        started = time.perf_counter()
+        status_seen = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status_seen, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_seen = message["status"]
+                state = scope.get("state") or {}
+                if state.get("consistency_stale"):
+                    message = {**message, "headers": [*message.get("headers", []), (b"x-consistency", b"stale")]}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except BodyTooLarge:
+            if not response_started:
+                await _too_large(send, limit)
+                status_seen = 413
+        finally:
+            if self.observe is not None:
+                route = scope.get("route")
+                path = getattr(route, "path", None) or "unmatched"
+                self.observe(scope["method"], path, status_seen, time.perf_counter() - started)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = orjson.dumps({"detail": f"the request body is larger than {limit // 1024} KiB, the most this route accepts"})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,128 @@
+"""Request and response shapes of the HTTP contract (docs/API.md), for validation and
+the OpenAPI document. Responses are built by api.presenters as plain dicts of these
+shapes and sent with orjson."""
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# ----- requests -----------------------------------------------------------------------
+
+
+class SignUp(Strict):
+    username: str = Field(max_length=64, examples=["ana"])
+    password: str = Field(max_length=1024, examples=["correct horse battery"])
+    display_name: str | None = Field(None, max_length=256, examples=["Ana"])
+
+
+class SignIn(Strict):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+class ProfilePatch(Strict):
+    display_name: str | None = Field(None, max_length=256)
+    bio: str | None = Field(None, max_length=1024)
+    avatar_media_id: str | None = Field(None, max_length=20, pattern=r"^[0-9]+$")
+    private: bool | None = None
+
+
+class NewPost(Strict):
+    caption: str = Field("", max_length=10_000)
+    media_ids: list[str] = Field(min_length=1, max_length=10)
+
+
+class PostPatch(Strict):
+    caption: str = Field(max_length=10_000)
+
+
+class NewComment(Strict):
+    text: str = Field(max_length=10_000)
+
+
+# ----- responses ----------------------------------------------------------------------
+
+
+class MediaUrls(BaseModel):
+    thumb: str
+    small: str
+    large: str
+    original: str
+
+
+class Media(BaseModel):
+    id: str
+    content_type: str
+    width: int
+    height: int
+    urls: MediaUrls
+
+
+class Account(BaseModel):
+    id: str
+    username: str
+    display_name: str
+    bio: str
+    avatar_url: str | None
+    private: bool
+    followers_count: int
+    following_count: int
+    posts_count: int
+    created_at: str
+
+
+class Session(BaseModel):
+    account: Account
+    token: str
+
+
+class Post(BaseModel):
+    id: str
+    author: Account
+    caption: str
+    media: list[Media]
+    tags: list[str]
+    mentions: list[str]
+    created_at: str
+    edited_at: str | None
+    like_count: int
+    comment_count: int
+    liked_by_me: bool
+
+
+class Comment(BaseModel):
+    id: str
+    post_id: str
+    author: Account
+    text: str
+    created_at: str
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class Following(BaseModel):
+    following: bool
+
+
+class LikeState(BaseModel):
+    liked: bool
+
+
+class Problem(BaseModel):
+    detail: str | list[dict[str, object]]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}

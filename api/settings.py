@@ -1,0 +1,74 @@
+"""Settings from the environment (PHOTOSTREAM_*) or a .env file: embedded by default."""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PHOTOSTREAM_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="where the embedded stores and the secret live")
+    event_store: str = Field("", description="sqlite:///path or kafka://host:port")
+    read_store: str = Field("", description="sqlite:///path or cassandra://host:port/keyspace")
+    media_store: str = Field("", description="file:///path or s3://ACCESS:SECRET@host:port/bucket")
+    secret_key: str = Field("", description="signs bearer tokens; generated into the data dir when empty")
+    celebrity_threshold: int = Field(10_000, ge=1)
+    timeline_max: int = Field(800, ge=10, le=100_000)
+    inactive_days: int = Field(30, ge=1)
+    token_ttl_days: int = Field(30, ge=1, le=365)
+    max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    max_upload_pixels: int = Field(50_000_000, ge=1)
+    consistency_wait_seconds: float = Field(5.0, ge=0, le=60)
+    worker_id: int | None = Field(None, ge=0, le=1023, description="snowflake worker bits; random when unset")
+    log_level: str = Field("info")
+
+    @model_validator(mode="after")
+    def _defaults_from_data_dir(self) -> Settings:
+        data = self.data_dir.expanduser().resolve()
+        self.data_dir = data
+        if not self.event_store:
+            self.event_store = f"sqlite:///{data / 'events.db'}"
+        if not self.read_store:
+            self.read_store = f"sqlite:///{data / 'views.db'}"
+        if not self.media_store:
+            self.media_store = f"file://{data / 'media'}"
+        return self
+
+    @field_validator("event_store")
+    @classmethod
+    def _event_store_scheme(cls, url: str) -> str:
+        return _check_scheme("PHOTOSTREAM_EVENT_STORE", url, ("sqlite", "kafka"))
+
+    @field_validator("read_store")
+    @classmethod
+    def _read_store_scheme(cls, url: str) -> str:
+        return _check_scheme("PHOTOSTREAM_READ_STORE", url, ("sqlite", "cassandra"))
+
+    @field_validator("media_store")
+    @classmethod
+    def _media_store_scheme(cls, url: str) -> str:
+        return _check_scheme("PHOTOSTREAM_MEDIA_STORE", url, ("file", "s3", "s3+https"))
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, level: str) -> str:
+        if level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("PHOTOSTREAM_LOG_LEVEL must be debug, info, warning or error")
+        return level.lower()
+
+    @property
+    def embedded(self) -> bool:
+        return self.event_store.startswith("sqlite:") and self.read_store.startswith("sqlite:")
+
+
+def _check_scheme(name: str, url: str, allowed: tuple[str, ...]) -> str:
+    if not url:
+        return url
+    scheme = urlsplit(url).scheme
+    if scheme not in allowed:
+        raise ValueError(f"{name}={url!r}: the scheme must be one of {', '.join(allowed)}")
+    return url

@@ -1,0 +1,88 @@
+// Home feed: posts by the people you follow, newest first, endless.
+import { api, following, lister, session } from '../api.js';
+import { accountRow, infiniteList } from '../components.js';
+import { avatar, emptyState, h, userHref } from '../dom.js';
+import { postCard } from '../post.js';
+
+/** Up to `max` accounts worth following, from the explore posts' authors. */
+async function suggestions(signal, max = 5) {
+  let data;
+  try {
+    data = await api('/v1/explore', { query: { limit: 30 }, signal });
+  } catch {
+    return [];
+  }
+  let followed = new Set();
+  try {
+    followed = await following.load();
+  } catch {
+    /* suggestions are a nicety */
+  }
+  const out = new Map();
+  for (const post of data?.items || []) {
+    const a = post.author;
+    if (!a || session.isMe(a.username) || followed.has(a.username.toLowerCase())) continue;
+    if (!out.has(a.username)) out.set(a.username, a);
+    if (out.size >= max) break;
+  }
+  return [...out.values()];
+}
+
+function suggestionsBox(accounts, title = 'Suggested for you') {
+  if (!accounts.length) return null;
+  return h('section', { class: 'suggestions', 'aria-label': title },
+    h('h2', { class: 'rail-title muted' }, title),
+    h('ul', { class: 'account-list' }, accounts.map((a) => accountRow(a))));
+}
+
+export async function feedView(root, { signal }) {
+  document.title = 'photostream';
+  const me = session.me;
+  const column = h('div', { class: 'feed-column' });
+  const rail = h('aside', { class: 'feed-rail', 'aria-label': 'Your account and suggestions' });
+  root.append(h('div', { class: 'feed-layout' }, column, rail));
+
+  if (me) {
+    rail.append(h('a', { class: 'rail-me', href: userHref(me.username) },
+      avatar(me, 44),
+      h('span', { class: 'account-names' },
+        h('span', { class: 'account-username' }, me.username),
+        h('span', { class: 'muted' }, me.display_name || ''))));
+  }
+  let first = true;
+  const list = infiniteList({
+    fetchPage: lister('/v1/feed', { limit: 10 }),
+    renderItem: (post) => {
+      const card = postCard(post, { mode: 'feed', eager: first });
+      first = false;
+      return card;
+    },
+    signal,
+    listClass: 'feed',
+    label: 'Home feed',
+    empty: () => {
+      const box = h('div', { class: 'feed-empty' },
+        emptyState({
+          iconName: 'user',
+          title: 'Welcome to photostream',
+          text: 'When you follow people, their photos show up here.',
+          action: h('div', { class: 'row gap center' },
+            h('a', { class: 'btn btn-primary', href: '#/explore' }, 'Find people to follow'),
+            h('a', { class: 'btn btn-secondary', href: '#/new' }, 'Share a photo')),
+        }));
+      suggestions(signal, 8).then((accs) => {
+        const boxed = suggestionsBox(accs, 'People to follow');
+        if (boxed && !signal.aborted) box.append(boxed);
+      });
+      return box;
+    },
+    unavailable: () => emptyState({ iconName: 'home', title: 'Your feed is on its way', text: "The home feed isn't available yet. Explore photos in the meantime.", action: h('a', { class: 'btn btn-primary', href: '#/explore' }, 'Explore') }),
+  });
+  column.append(list.el);
+
+  suggestions(signal).then((accs) => {
+    const boxed = suggestionsBox(accs);
+    if (boxed && !signal.aborted) rail.append(boxed);
+  });
+  rail.append(h('footer', { class: 'rail-foot muted' }, '© photostream'));
+}

@@ -1,0 +1,115 @@
+"""The composition root: turns Settings into the stores, runner and command context."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from commands.context import Argon2Hasher, CommandContext, PasswordHasher
+from domain.ids import IdGenerator
+from media.store import MediaStore, open_media_store
+from projections.projector import Projector
+from projections.registry import ProjectionSettings, all_projectors
+from projections.store import ReadStore
+from streams.event_store import ConsistencyToken, EventStore
+
+from api.auth import TokenSigner, load_or_create_secret
+from api.settings import Settings
+
+log = logging.getLogger("photostream")
+T = TypeVar("T")
+
+
+@dataclass
+class Backend:
+    settings: Settings
+    events: EventStore
+    views: ReadStore
+    media: MediaStore
+    projectors: list[Projector]
+    commands: CommandContext
+    signer: TokenSigner
+    runner: Any = None  # the embedded runner, when this process projects
+    # Blocking read stores (Cassandra) are queried from a thread; SQLite answers in
+    # microseconds, so the event loop calls it directly.
+    query_in_thread: bool = False
+    _started: bool = field(default=False, repr=False)
+
+    async def query(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.query_in_thread:
+            return await asyncio.to_thread(fn, self.views, *args)
+        return fn(self.views, *args)
+
+    def reached(self, token: ConsistencyToken) -> bool:
+        """Whether every projection has applied everything up to the token."""
+        done: dict[tuple[str, int], int] = {(c.projection, c.partition): c.position for c in self.views.load_checkpoints()}
+        return all(
+            done.get((p.name, partition), -1) >= position
+            for p in self.projectors
+            for partition, position in token.positions.items()
+        )
+
+    async def wait_for(self, token: ConsistencyToken, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.001
+        while True:
+            if await self.query(lambda _views: self.reached(token)):
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
+            delay = min(delay * 2, 0.02)
+
+    def start(self) -> None:
+        if self.runner is not None and not self._started:
+            self.runner.start()
+        self._started = True
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await asyncio.to_thread(self.runner.stop)
+        await self.events.close()
+        self.views.close()
+
+
+def open_backend(
+    settings: Settings, *, hasher: PasswordHasher | None = None, run_projections: bool = True, bulk: bool = False
+) -> Backend:
+    """Build the backend the settings name. Embedded: SQLite log and views, local media,
+    and (when run_projections) the in-process projection runner. bulk=True (seeding)
+    trades the per-command fsync for speed; the caller flushes at the end."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
+    events, views, runner, threaded = _open_stores(settings, projectors, run_projections, bulk)
+    media = open_media_store(settings.media_store)
+    commands = CommandContext(
+        events=events,
+        ids=IdGenerator(settings.worker_id),
+        hasher=hasher or Argon2Hasher(),
+        media=media,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_upload_pixels=settings.max_upload_pixels,
+    )
+    signer = TokenSigner(
+        load_or_create_secret(settings.data_dir, settings.secret_key), settings.token_ttl_days * 86400
+    )
+    return Backend(settings, events, views, media, projectors, commands, signer, runner, threaded)
+
+
+def _open_stores(settings: Settings, projectors: list[Projector], run_projections: bool, bulk: bool) -> tuple[Any, Any, Any, bool]:
+    if settings.event_store.startswith("sqlite:") and settings.read_store.startswith("sqlite:"):
+        from projections.sqlite_store import SqliteReadStore
+        from streams.embedded_runner import EmbeddedRunner
+        from streams.sqlite_event_store import SqliteEventStore
+
+        events = SqliteEventStore.from_url(settings.event_store, durable=not bulk)
+        views = SqliteReadStore.from_url(settings.read_store)
+        views.ensure_tables(t for p in projectors for t in p.tables)
+        runner = EmbeddedRunner(events, views, projectors) if run_projections else None
+        return events, views, runner, False
+    raise ValueError(
+        "the distributed backends need PHOTOSTREAM_EVENT_STORE=kafka://... together with "
+        "PHOTOSTREAM_READ_STORE=cassandra://...; mixing an embedded store with a distributed one is not supported"
+    )

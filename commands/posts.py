@@ -1,0 +1,58 @@
+"""Use cases of posts: create, edit, delete."""
+from __future__ import annotations
+
+import asyncio
+
+from commands.context import Actor, CommandContext, Done, retry_on_conflict
+from domain import rules
+from domain.aggregates import fold_media, fold_post, media_stream, post_stream
+from domain.errors import NotFound
+from domain.events import MediaRef, PostCreated, PostDeleted, PostEdited
+
+
+async def create_post(ctx: CommandContext, actor: Actor, caption: str, media_ids: list[str]) -> Done:
+    assert actor.account_id is not None
+    caption, tags, mentions = rules.check_caption(caption)
+    rules.check_media_ids(media_ids)
+    loaded = await asyncio.gather(*(ctx.load(media_stream(m), fold_media) for m in media_ids))
+    refs: list[MediaRef] = []
+    for media_id, (media, _) in zip(media_ids, loaded):
+        rules.check_media_usable(media_id, media.owner_id if media else None, actor.account_id)
+        assert media is not None
+        refs.append(media.ref)
+    post_id = ctx.new_id()
+    event = PostCreated(post_id, actor.account_id, caption, tuple(refs), tags, mentions)
+    done = await ctx.append(post_stream(post_id), [event], actor, expected_version=0)
+    return Done(done.token, event, done.events)
+
+
+async def edit_post(ctx: CommandContext, actor: Actor, post_id: str, caption: str) -> Done:
+    assert actor.account_id is not None
+    caption, tags, mentions = rules.check_caption(caption)
+
+    async def decide() -> Done:
+        post, version = await ctx.load(post_stream(post_id), fold_post)
+        if post is None or post.deleted:
+            raise NotFound(f"post {post_id} does not exist")
+        rules.check_is_author(actor.account_id or "", post.author_id)
+        if post.caption == caption:
+            return Done(None, post_id)
+        event = PostEdited(post_id, post.author_id, caption, tags, mentions)
+        done = await ctx.append(post_stream(post_id), [event], actor, expected_version=version)
+        return Done(done.token, post_id, done.events)
+
+    return await retry_on_conflict(decide)
+
+
+async def delete_post(ctx: CommandContext, actor: Actor, post_id: str) -> Done:
+    async def decide() -> Done:
+        post, version = await ctx.load(post_stream(post_id), fold_post)
+        if post is None or post.deleted:
+            raise NotFound(f"post {post_id} does not exist")
+        rules.check_is_author(actor.account_id or "", post.author_id)
+        done = await ctx.append(
+            post_stream(post_id), [PostDeleted(post_id, post.author_id)], actor, expected_version=version
+        )
+        return Done(done.token, post_id, done.events)
+
+    return await retry_on_conflict(decide)

@@ -1,0 +1,38 @@
+"""Fixtures shared by the suite. Behaviour tests take `settings` and so run once per
+backend: embedded always, distributed when the real stack is available (always in CI)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from tests.support import Api
+
+BACKENDS = ["embedded"]
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "embedded":
+        return Settings(data_dir=tmp_path / "data", secret_key="test-secret", consistency_wait_seconds=5)
+    raise AssertionError(f"unknown backend {request.param}")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+        yield http
+
+
+@pytest.fixture
+def api(client: TestClient) -> Api:
+    return Api(client)
+
+
+def pytest_report_header() -> str:
+    return f"photostream backends under test: {', '.join(BACKENDS)} (CI={os.environ.get('CI', '')})"

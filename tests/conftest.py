@@ -36,3 +36,15 @@ def api(client: TestClient) -> Api:
 
 def pytest_report_header() -> str:
     return f"photostream backends under test: {', '.join(BACKENDS)} (CI={os.environ.get('CI', '')})"
+
+
+@pytest.fixture
+def log_size(client: TestClient):
+    """How many events the log holds now (to prove a refused command appended none)."""
+
+    def size() -> int:
+        backend = client.app.state.backend
+        head = client.portal.call(backend.events.head)  # type: ignore[union-attr]
+        return sum(position + 1 for position in head.values() if position >= 0) if not backend.settings.embedded else head[0]
+
+    return size

@@ -14,3 +14,11 @@ def test_sign_up_post_follow_feed_like_comment(api: Api) -> None:
     assert [p["id"] for p in feed["items"]] == [post["id"]]
     assert feed["items"][0]["like_count"] == 1 and feed["items"][0]["comment_count"] == 1
     assert feed["items"][0]["liked_by_me"] is True
+
+
+def test_refused_command_appends_nothing(api: Api, log_size) -> None:
+    ana = api.sign_up("ana")
+    before = log_size()
+    response = api.request("POST", "/v1/posts", ana, json={"caption": "x", "media_ids": ["123"]})
+    assert response.status_code == 422
+    assert log_size() == before

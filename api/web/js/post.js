@@ -161,7 +161,9 @@ function commentsSection(post, state, { expanded, onCountChange }) {
   };
 
   function renderToggle() {
-    const more = open ? (cursor ? 'Load more comments' : '') : (state.comments > 0 ? (state.comments === 1 ? 'View 1 comment' : `View all ${formatCount(state.comments)} comments`) : '');
+    // Collapsed: offer the comments not shown yet (your own new ones are shown).
+    const hiddenCount = state.comments - rendered.size;
+    const more = open ? (cursor ? 'Load more comments' : '') : (hiddenCount > 0 ? (state.comments === 1 ? 'View 1 comment' : `View all ${formatCount(state.comments)} comments`) : '');
     toggle.textContent = more;
     toggle.hidden = !more;
     toggle.setAttribute('aria-expanded', String(open));

@@ -47,7 +47,7 @@ def decode(variant: EncodedImage) -> Image.Image:
 
 
 def close_to(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 24) -> bool:
-    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected))
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=True))
 
 
 def halves(size: tuple[int, int], left: tuple[int, int, int], right: tuple[int, int, int]):
@@ -393,6 +393,20 @@ def test_gif_keeps_first_frame_only_and_drops_comment():
     assert result.variants["large"].ext == "jpg"
 
 
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_animated_webp_and_apng_keep_their_first_frame(fmt: str):
+    frames = [Image.new("RGB", (64, 32), colour) for colour in (RED, BLUE)]
+    data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+
+    result = process_image(data)
+
+    assert_consistent(result)  # also: no ANIM/ANMF/acTL/fcTL chunks survive
+    original = decode(result.variants["original"])
+    assert getattr(original, "n_frames", 1) == 1
+    assert close_to(original.convert("RGB").getpixel((5, 5)), RED)
+
+
 def test_transparent_gif_stays_transparent():
     image = Image.new("P", (100, 60), 1)
     image.putpalette([0, 0, 0, *BLUE] + [0] * 762)
@@ -492,7 +506,7 @@ def test_thumb_is_a_centre_crop():
 
 
 def test_absurdly_tall_image_still_encodes_as_jpeg():
-    # 100 × 70,000 is only 7 megapixels, but JPEG cannot be taller than 65,500 px.
+    # 100 x 70,000 is only 7 megapixels, but JPEG cannot be taller than 65,500 px.
     result = process_image(encode(Image.new("L", (100, 70_000), 200), "PNG"))
     assert result.variants["large"].height <= 65_500
     assert (result.width, result.height) == (100, 70_000)
@@ -504,7 +518,8 @@ def test_absurdly_tall_image_still_encodes_as_jpeg():
 def _photo_like(size: tuple[int, int]) -> Image.Image:
     gradient = Image.linear_gradient("L").resize(size)
     noise = Image.effect_noise((size[0] // 4, size[1] // 4), 40).resize(size)
-    return Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    mirrored = gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return Image.merge("RGB", (gradient, noise, mirrored))
 
 
 @pytest.mark.parametrize(
@@ -602,15 +617,12 @@ def _png_bytes(width: int, height: int, bit_depth: int, colour_type: int, idat: 
 
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", idat)
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
 
 
 def _real_png_bomb(side: int) -> bytes:
-    """A genuine, complete 1-bit PNG of side×side black pixels: tiny file, huge image."""
+    """A genuine, complete 1-bit PNG of sidexside black pixels: tiny file, huge image."""
     compressor = zlib.compressobj(9)
     row = b"\x00" * (1 + math.ceil(side / 8))  # filter byte + packed bits
     parts = [compressor.compress(row) for _ in range(side)]
@@ -650,17 +662,17 @@ def test_patched_ihdr_claiming_20000_square_is_refused(monkeypatch):
 
     with pytest.raises(ImageTooLarge) as raised:
         process_image(bytes(patched))
-    assert "20000×20000" in str(raised.value) or "too many pixels" in str(raised.value)
+    assert "20000x20000" in str(raised.value) or "too many pixels" in str(raised.value)
 
 
 def test_over_our_limit_but_under_pillows_is_refused_by_us(monkeypatch):
-    # 8,000 × 7,000 = 56 MP: over our 50 MP, under Pillow's own ~89 MP warning threshold.
+    # 8,000 x 7,000 = 56 MP: over our 50 MP, under Pillow's own ~89 MP warning threshold.
     png = _png_bytes(8_000, 7_000, 8, 2, zlib.compress(b""))
     forbid_decoding(monkeypatch)
     with pytest.raises(ImageTooLarge) as raised:
         process_image(png)
     assert str(raised.value) == (
-        "the image is 8000×7000 pixels (56 megapixels); photos may be at most 50 megapixels"
+        "the image is 8000x7000 pixels (56 megapixels); photos may be at most 50 megapixels"
     )
 
 

@@ -60,7 +60,7 @@ function renderNav() {
   const me = session.me;
   const items = [h('a', { class: 'nav-logo', href: '#/', 'aria-label': 'photostream home' },
     h('span', { class: 'wordmark' }, 'photostream'),
-    h('span', { class: 'logo-mark', 'aria-hidden': 'true' }, icon('image', { size: 26 })))];
+    h('img', { class: 'logo-mark', src: '/web/icon.svg', alt: '', width: '28', height: '28' }))];
   if (session.signedIn) {
     const profile = h('a', { class: 'nav-item', href: userHref(me?.username || ''), dataset: { nav: 'profile' } },
       h('span', { class: 'nav-icon' }, avatar(me, 26)),
@@ -132,7 +132,8 @@ async function route() {
     return;
   }
   if (opts.guest && session.signedIn) {
-    location.replace('#/');
+    const next = query.get('next') || '#/';
+    location.replace(next.startsWith('#/') && !/^#\/(login|signup)/.test(next) ? next : '#/');
     return;
   }
 
@@ -187,6 +188,10 @@ async function route() {
 // ---------------------------------------------------------------- start
 
 session.onChange(() => renderNav());
+// Signed in or out in another tab: start over with that session.
+window.addEventListener('storage', (e) => {
+  if (e.key === 'photostream.token' && e.newValue !== session.token) location.reload();
+});
 window.addEventListener('hashchange', route);
 document.getElementById('skip')?.addEventListener('click', () => main.focus());
 

@@ -201,6 +201,18 @@ def test_two_people_share_follow_like_and_comment(server: str, browser, tmp_path
         expect(a.locator(f'.grid-item[data-post-id="{post_id}"]')).to_be_visible()
         snap(a, "profile", screenshots_dir)
 
+        # --- Bob edits his profile: a photo, a bio
+        face = make_jpeg(tmp_path / "face.jpg", (120, 80, 190), (600, 600))
+        b.goto(f"{base}/#/settings")
+        b.locator("input[type=file]").set_input_files(str(face))
+        expect(b.get_by_text("Photo ready. Save to apply it.")).to_be_visible()
+        b.get_by_label("Bio").fill("Builds things. Likes #goldenhour")
+        b.get_by_role("button", name="Save", exact=True).click()
+        expect(b).to_have_url(re.compile(rf"#/u/{bob}$"))
+        expect(b.locator(".bio-text")).to_have_text("Builds things. Likes #goldenhour")
+        expect(b.locator(".profile-avatar img")).to_have_count(1)
+        wait_for_visible_images(b)
+
         # --- the hashtag page works, or says kindly that it is not there yet
         a.goto(f"{base}/#/tags/goldenhour")
         expect(a.locator(f'.grid-item[data-post-id="{post_id}"], .empty-state').first).to_be_visible()
@@ -224,3 +236,55 @@ def test_two_people_share_follow_like_and_comment(server: str, browser, tmp_path
     DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for png in screenshots_dir.glob("*.png"):
         shutil.copy2(png, DOCS_SCREENSHOTS / png.name)
+
+
+def test_upload_errors_are_explained(server: str, browser, tmp_path: Path) -> None:
+    """A file that is not an image gets the server's reason, and can be removed."""
+    expect = _expect()
+    expect.set_options(timeout=15_000)
+    errors: list[str] = []
+    ctx = browser.new_context(viewport=PHONE)
+    page = ctx.new_page()
+    watch_console(page, "carol", errors)
+    try:
+        sign_up(page, server, f"carol_{str(int(time.time() * 1000))[-6:]}", "Carol")
+        fake = tmp_path / "notes.jpg"
+        fake.write_text("this is not a photo at all\n" * 20)
+        good = make_jpeg(tmp_path / "ok.jpg", (60, 160, 110), (800, 600))
+        page.goto(f"{server}/#/new")
+        page.locator("input[type=file]").first.set_input_files([str(fake), str(good)])
+        failed = page.locator(".np-item.failed")
+        expect(failed).to_have_count(1)
+        reason = failed.locator(".np-status")
+        expect(reason).not_to_be_empty()
+        assert "not" in reason.inner_text().lower() or "image" in reason.inner_text().lower(), reason.inner_text()
+        expect(page.get_by_role("button", name="Share", exact=True)).to_be_disabled()
+        failed.get_by_role("button", name=re.compile("Remove photo 1")).click()
+        expect(page.locator(".np-item")).to_have_count(1)
+        expect(page.locator(".np-item.done")).to_have_count(1)
+        expect(page.get_by_role("button", name="Share", exact=True)).to_be_enabled()
+    finally:
+        ctx.close()
+    # The browser logs the refused upload itself; nothing else may be logged.
+    unexpected = [e for e in errors if not ("/v1/media" in e and "Failed to load resource" in e)]
+    assert not unexpected, "\n".join(unexpected)
+
+
+def test_a_refused_token_goes_to_sign_in(server: str, browser) -> None:
+    expect = _expect()
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    errors: list[str] = []
+    watch_console(page, "stale", errors)
+    try:
+        page.goto(f"{server}/#/login")
+        page.evaluate("localStorage.setItem('photostream.token', 'not-a-valid-token')")
+        page.goto(f"{server}/#/new")
+        page.reload()
+        expect(page).to_have_url(re.compile(r"#/login\?next="), timeout=15_000)
+        expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
+        assert page.evaluate("localStorage.getItem('photostream.token')") is None
+    finally:
+        ctx.close()
+    unexpected = [e for e in errors if not ("401" in e and "Failed to load resource" in e)]
+    assert not unexpected, "\n".join(unexpected)

@@ -384,7 +384,7 @@ export function postCard(post, { mode = 'feed', eager = false, onDeleted } = {})
   const actions = h('div', { class: 'post-actions' }, likeBtn, commentBtn, shareBtn);
   const time = h('a', { href: postHref(post), class: 'post-date muted' }, timeEl(post.created_at, { long: true }));
 
-  const article = h('article', { class: `post post-${mode}`, 'aria-labelledby': headingId, dataset: { postId: String(post.id) } });
+  const article = h('article', { class: `post ${mode === 'page' ? 'post-single' : 'post-feed'}`, 'aria-labelledby': headingId, dataset: { postId: String(post.id) } });
   if (mode === 'page') {
     article.append(
       h('div', { class: 'post-media' }, media),

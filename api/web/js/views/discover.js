@@ -89,6 +89,8 @@ export async function exploreView(root, { signal }) {
 
 // ---------------------------------------------------------------- search
 
+const SEARCH_MISSING = 'photostream.searchMissing';
+
 const TYPES = [
   { type: 'accounts', label: 'Accounts' },
   { type: 'tags', label: 'Tags' },
@@ -145,15 +147,49 @@ export async function searchView(root, { query, signal }) {
     results.setAttribute('aria-busy', 'true');
     if (!results.firstChild || results.querySelector('.spinner-wrap')) results.replaceChildren(spinner('Searching'));
     try {
+      if (sessionStorage.getItem(SEARCH_MISSING)) {
+        await fallback(q, mine.signal);
+        return;
+      }
       const data = await api('/v1/search', { query: { q, type, limit: 20 }, signal: mine.signal });
       if (mine.signal.aborted) return;
       renderResults(q, data?.items || []);
     } catch (err) {
       if (err.name === 'AbortError') return;
-      if (err.status === 404 || err.status === 405 || err.status === 501) results.replaceChildren(unavailableState('Search'));
-      else results.replaceChildren(h('p', { class: 'form-error center pad', role: 'alert' }, err.message));
+      if (err.status === 404 || err.status === 405 || err.status === 501) {
+        sessionStorage.setItem(SEARCH_MISSING, '1');
+        await fallback(q, mine.signal).catch(() => {});
+      } else results.replaceChildren(h('p', { class: 'form-error center pad', role: 'alert' }, err.message));
     } finally {
       results.setAttribute('aria-busy', 'false');
+    }
+  }
+
+  // Until the server has search: an exact username, or a hashtag page link.
+  async function fallback(q, fallbackSignal) {
+    const note = h('p', { class: 'muted small center pad' }, 'Full search is coming soon. Until then, type an exact username or hashtag.');
+    if (type === 'accounts') {
+      const name = q.toLowerCase();
+      let account = null;
+      if (/^[a-z0-9._]{1,30}$/.test(name)) {
+        try {
+          account = await api(`/v1/accounts/${encodeURIComponent(name)}`, { signal: fallbackSignal });
+        } catch (err) {
+          if (err.name === 'AbortError') throw err;
+        }
+      }
+      if (fallbackSignal.aborted) return;
+      results.replaceChildren(
+        account ? h('ul', { class: 'account-list', 'aria-label': 'Accounts' }, accountRow(account)) : h('p', { class: 'muted center pad' }, `No account called “${q}”.`),
+        note);
+    } else if (type === 'tags') {
+      const tag = q.replace(/^#/, '').toLowerCase();
+      results.replaceChildren(h('ul', { class: 'account-list', 'aria-label': 'Hashtags' }, h('li', { class: 'account-row' },
+        h('a', { class: 'account-link', href: `#/tags/${encodeURIComponent(tag)}` },
+          h('span', { class: 'tag-circle', 'aria-hidden': 'true' }, '#'),
+          h('span', { class: 'account-names' }, h('span', { class: 'account-username' }, `#${tag}`), h('span', { class: 'muted' }, 'See posts'))))), note);
+    } else {
+      results.replaceChildren(unavailableState('Searching posts'));
     }
   }
 

@@ -5,11 +5,16 @@ import { avatar, emptyState, h, userHref } from '../dom.js';
 import { postCard } from '../post.js';
 
 /** Up to `max` accounts worth following, from the explore posts' authors. */
+// Explore may not exist on an older server: ask once per tab, not on every visit.
+const EXPLORE_MISSING = 'photostream.exploreMissing';
+
 async function suggestions(signal, max = 5) {
+  if (sessionStorage.getItem(EXPLORE_MISSING)) return [];
   let data;
   try {
     data = await api('/v1/explore', { query: { limit: 30 }, signal });
-  } catch {
+  } catch (err) {
+    if (err.status === 404) sessionStorage.setItem(EXPLORE_MISSING, '1');
     return [];
   }
   let followed = new Set();

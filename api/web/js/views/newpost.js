@@ -53,12 +53,13 @@ export async function newPostView(root, { signal }) {
   // ---- pieces
   const fileId = uid('files');
   const fileInput = h('input', { id: fileId, type: 'file', class: 'sr-only file-input', accept: 'image/jpeg,image/png,image/webp,image/gif,image/*', multiple: true });
+  const touch = matchMedia('(pointer: coarse)').matches;
   const drop = h('div', { class: 'dropzone' },
     icon('image', { size: 56 }),
-    h('p', { class: 'dropzone-title' }, 'Drag photos here'),
+    h('p', { class: 'dropzone-title' }, touch ? 'Share your photos' : 'Drag photos here'),
     h('p', { class: 'muted small' }, `Up to ${MAX_PHOTOS} photos: JPEG, PNG, WebP or GIF, 15 MB each`),
     fileInput,
-    h('label', { for: fileId, class: 'btn btn-primary' }, 'Select from computer'));
+    h('label', { for: fileId, class: 'btn btn-primary' }, touch ? 'Select photos' : 'Select from computer'));
   const list = h('ol', { class: 'np-list', 'aria-label': 'Selected photos, in the order they will appear' });
   const addMoreId = uid('more');
   const addMoreInput = h('input', { id: addMoreId, type: 'file', class: 'sr-only file-input', accept: 'image/*', multiple: true });

@@ -54,20 +54,25 @@ class HomeTimeline(Projector):
     @on(PostCreated, key=lambda e: e.author_id)
     def post_created(self, e: PostCreated, event: Event, view: ReadView) -> list[Write]:
         author, post = int(e.author_id), int(e.post_id)
-        writes: list[Write] = [Upsert(FANOUT_POSTS, {"author_id": author, "post_id": post})]
-        recent = view.scan(FANOUT_POSTS, {"author_id": author}, limit=self.backfill + 1)
-        kept = sorted({r["post_id"] for r in recent} | {post}, reverse=True)
-        if len(kept) > self.backfill:
-            cut = kept[self.backfill]
-            writes.append(DeleteUpTo(FANOUT_POSTS, {"author_id": author}, cut))
-            horizon = view.get(FANOUT_HORIZONS, {"author_id": author})
-            if horizon is None or horizon["horizon"] < cut:
-                writes.append(Upsert(FANOUT_HORIZONS, {"author_id": author, "horizon": cut}))
+        horizon_row = view.get(FANOUT_HORIZONS, {"author_id": author})
+        horizon = horizon_row["horizon"] if horizon_row else 0
+        writes: list[Write] = []
+        if post > horizon:  # a redelivered old post must not come back below the horizon
+            writes.append(Upsert(FANOUT_POSTS, {"author_id": author, "post_id": post}))
+            recent = view.scan(FANOUT_POSTS, {"author_id": author}, limit=self.backfill + 1)
+            kept = sorted({r["post_id"] for r in recent} | {post}, reverse=True)
+            if len(kept) > self.backfill:
+                cut = kept[self.backfill]
+                writes.append(DeleteUpTo(FANOUT_POSTS, {"author_id": author}, cut))
+                writes.append(Upsert(FANOUT_HORIZONS, {"author_id": author, "horizon": max(horizon, cut)}))
         for row in view.scan(FANOUT_FOLLOWERS, {"author_id": author}):
             reader = row["follower_id"]
+            floor = _floor(view, reader)
+            if post <= floor:
+                continue  # below the floor the feed reads posts_by_author instead
             writes.append(Upsert(HOME_TIMELINE, {"owner_id": reader, "post_id": post, "author_id": author}))
             if (post ^ reader) % self.trim_every == 0:
-                writes += self._trim(view, reader, [post], _floor(view, reader))
+                writes += self._trim(view, reader, [post], floor)
         return writes
 
     @on(PostDeleted, key=lambda e: e.author_id)
@@ -82,12 +87,16 @@ class HomeTimeline(Projector):
     def followed(self, e: Followed, event: Event, view: ReadView) -> list[Write]:
         author, reader = int(e.followee_id), int(e.follower_id)
         writes: list[Write] = [Upsert(FANOUT_FOLLOWERS, {"author_id": author, "follower_id": reader})]
-        recent = [r["post_id"] for r in view.scan(FANOUT_POSTS, {"author_id": author}, limit=self.backfill)]
-        for post in recent:
-            writes.append(Upsert(HOME_TIMELINE, {"owner_id": reader, "post_id": post, "author_id": author}))
         floor = _floor(view, reader)
         horizon = view.get(FANOUT_HORIZONS, {"author_id": author})
         new_floor = max(floor, horizon["horizon"] if horizon else 0)
+        recent = [
+            r["post_id"]
+            for r in view.scan(FANOUT_POSTS, {"author_id": author}, limit=self.backfill)
+            if r["post_id"] > new_floor
+        ]
+        for post in recent:
+            writes.append(Upsert(HOME_TIMELINE, {"owner_id": reader, "post_id": post, "author_id": author}))
         trim = self._trim(view, reader, recent, new_floor)
         if not trim and new_floor > floor:
             writes.append(Upsert(TIMELINE_FLOORS, {"owner_id": reader, "floor": new_floor}))

@@ -19,6 +19,7 @@ from projections.store import Table
 class ProjectionSettings:
     timeline_max: int = 800
     backfill: int = 50
+    trim_every: int = 16
 
 
 def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector]:
@@ -31,7 +32,7 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         PostsByAuthor(),
         Likes(),
         Comments(),
-        HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill),
+        HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),
     ]
 
 

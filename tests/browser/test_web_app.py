@@ -184,7 +184,7 @@ def test_two_people_share_follow_like_and_comment(server: str, browser, tmp_path
             box.press("Enter")
         assert resp.value.status == 201, resp.value.status
         expect(card.locator(".comment-text")).to_contain_text("Gorgeous light!")
-        b.wait_for_timeout(400)
+        b.wait_for_timeout(1000)  # let the double-tap heart animation finish
         snap(b, "feed", screenshots_dir)
 
         # --- Alice reloads her post: one like and Bob's comment

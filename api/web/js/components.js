@@ -72,7 +72,9 @@ export function altFor(post, index = 0, count = 1) {
  * Returns {el, items (container), count()}.
  */
 export function infiniteList({ fetchPage, renderItem, signal, listClass = 'list', listTag = 'div', empty, unavailable, onLoaded, label }) {
-  const items = h(listTag, { class: listClass, 'aria-label': label || null, 'aria-busy': 'true' });
+  // A <div> list is a group (a "feed" for a list of posts) so that its label is allowed.
+  const role = listTag === 'div' ? (listClass === 'feed' ? 'feed' : 'group') : null;
+  const items = h(listTag, { class: listClass, role, 'aria-label': label || null, 'aria-busy': 'true' });
   const status = h('div', { class: 'list-status' });
   const sentinel = h('div', { class: 'sentinel', 'aria-hidden': 'true' });
   const el = h('div', { class: 'infinite' }, items, sentinel, status);

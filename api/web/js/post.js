@@ -24,9 +24,9 @@ export function carousel(post, { eager = false, onDoubleTap, sizes, desktopSizes
   const root = h('div', { class: 'carousel' });
   root.style.aspectRatio = String(ratio);
   if (n > 1) {
-    root.setAttribute('role', 'region');
+    root.setAttribute('role', 'group');
     root.setAttribute('aria-roledescription', 'carousel');
-    root.setAttribute('aria-label', `${n} photos`);
+    root.setAttribute('aria-label', `${n} photos by ${post.author?.username || 'someone'}`);
   }
   const track = h('div', { class: 'carousel-track', tabindex: n > 1 ? '0' : null, 'aria-label': n > 1 ? 'Photos, use arrow keys to move' : null });
   media.forEach((m, i) => {

@@ -31,7 +31,7 @@ export async function postView(root, { params, signal }) {
     onDeleted: () => { location.hash = userHref(who); },
   });
   const more = h('section', { class: 'more-from' });
-  root.append(h('div', { class: 'post-page' }, card, more));
+  root.append(h('div', { class: 'post-page' }, h('h1', { class: 'sr-only' }, `Post by ${who}`), card, more));
 
   // More from this author (best effort).
   try {
@@ -40,7 +40,7 @@ export async function postView(root, { params, signal }) {
     if (others.length) {
       more.append(
         h('h2', { class: 'more-title muted' }, 'More posts from ', h('a', { href: userHref(who), class: 'strong' }, who)),
-        h('div', { class: 'grid' }, others.map(gridItem)));
+        h('div', { class: 'grid', role: 'group', 'aria-label': `More posts from ${who}` }, others.map(gridItem)));
     }
   } catch {
     /* optional */
@@ -209,7 +209,7 @@ export async function searchView(root, { query, signal }) {
             h('span', { class: 'account-username' }, `#${t.name}`),
             h('span', { class: 'muted' }, plural(t.post_count || 0, 'post', 'posts'))))))));
     } else {
-      results.replaceChildren(h('div', { class: 'grid', 'aria-label': 'Posts' }, items.map(gridItem)));
+      results.replaceChildren(h('div', { class: 'grid', role: 'group', 'aria-label': 'Posts' }, items.map(gridItem)));
     }
   }
 

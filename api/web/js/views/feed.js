@@ -45,7 +45,7 @@ export async function feedView(root, { signal }) {
   const me = session.me;
   const column = h('div', { class: 'feed-column' });
   const rail = h('aside', { class: 'feed-rail', 'aria-label': 'Your account and suggestions' });
-  root.append(h('div', { class: 'feed-layout' }, column, rail));
+  root.append(h('h1', { class: 'sr-only' }, 'Home feed'), h('div', { class: 'feed-layout' }, column, rail));
 
   if (me) {
     rail.append(h('a', { class: 'rail-me', href: userHref(me.username) },

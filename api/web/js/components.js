@@ -191,14 +191,14 @@ export function followButton(account, { onChange, compact = false } = {}) {
   return btn;
 }
 
-export function accountRow(account, { withFollow = true, onNavigate } = {}) {
+export function accountRow(account, { withFollow = true, onNavigate, onFollowChange } = {}) {
   const name = account.display_name && account.display_name !== account.username ? account.display_name : '';
   const link = h('a', { class: 'account-link', href: userHref(account.username), onclick: onNavigate || null },
     avatar(account, 44),
     h('span', { class: 'account-names' },
       h('span', { class: 'account-username' }, account.username),
       name ? h('span', { class: 'account-display muted' }, name) : null));
-  return h('li', { class: 'account-row' }, link, withFollow ? followButton(account, { compact: true }) : null);
+  return h('li', { class: 'account-row' }, link, withFollow ? followButton(account, { compact: true, onChange: onFollowChange }) : null);
 }
 
 // ---------------------------------------------------------------- dialogs

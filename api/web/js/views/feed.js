@@ -33,11 +33,15 @@ async function suggestions(signal, max = 5) {
   return [...out.values()];
 }
 
-function suggestionsBox(accounts, title = 'Suggested for you') {
+function suggestionsBox(accounts, title = 'Suggested for you', onFollowChange = null) {
   if (!accounts.length) return null;
   return h('section', { class: 'suggestions', 'aria-label': title },
     h('h2', { class: 'rail-title muted' }, title),
-    h('ul', { class: 'account-list' }, accounts.map((a) => accountRow(a))));
+    h('ul', { class: 'account-list' }, accounts.map((a) => accountRow(a, { onFollowChange }))));
+}
+
+function rerender() {
+  window.dispatchEvent(new HashChangeEvent('hashchange'));
 }
 
 export async function feedView(root, { signal }) {
@@ -45,7 +49,9 @@ export async function feedView(root, { signal }) {
   const me = session.me;
   const column = h('div', { class: 'feed-column' });
   const rail = h('aside', { class: 'feed-rail', 'aria-label': 'Your account and suggestions' });
-  root.append(h('h1', { class: 'sr-only' }, 'Home feed'), h('div', { class: 'feed-layout' }, column, rail));
+  const layout = h('div', { class: 'feed-layout' }, column, rail);
+  root.append(h('h1', { class: 'sr-only' }, 'Home feed'), layout);
+  const railFoot = h('footer', { class: 'rail-foot muted' }, '© photostream');
 
   if (me) {
     rail.append(h('a', { class: 'rail-me', href: userHref(me.username) },
@@ -66,6 +72,8 @@ export async function feedView(root, { signal }) {
     listClass: 'feed',
     label: 'Home feed',
     empty: () => {
+      layout.classList.add('is-empty');
+      const refresh = h('button', { type: 'button', class: 'btn btn-primary', hidden: true, onclick: rerender }, 'Show my feed');
       const box = h('div', { class: 'feed-empty' },
         emptyState({
           iconName: 'user',
@@ -75,8 +83,9 @@ export async function feedView(root, { signal }) {
             h('a', { class: 'btn btn-primary', href: '#/explore' }, 'Find people to follow'),
             h('a', { class: 'btn btn-secondary', href: '#/new' }, 'Share a photo')),
         }));
+      box.append(h('div', { class: 'row center feed-refresh' }, refresh));
       suggestions(signal, 8).then((accs) => {
-        const boxed = suggestionsBox(accs, 'People to follow');
+        const boxed = suggestionsBox(accs, 'People to follow', () => { refresh.hidden = false; });
         if (boxed && !signal.aborted) box.append(boxed);
       });
       return box;
@@ -85,9 +94,9 @@ export async function feedView(root, { signal }) {
   });
   column.append(list.el);
 
+  rail.append(railFoot);
   suggestions(signal).then((accs) => {
     const boxed = suggestionsBox(accs);
-    if (boxed && !signal.aborted) rail.append(boxed);
+    if (boxed && !signal.aborted) rail.insertBefore(boxed, railFoot);
   });
-  rail.append(h('footer', { class: 'rail-foot muted' }, '© photostream'));
 }

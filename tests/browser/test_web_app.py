@@ -288,3 +288,32 @@ def test_a_refused_token_goes_to_sign_in(server: str, browser) -> None:
         ctx.close()
     unexpected = [e for e in errors if not ("401" in e and "Failed to load resource" in e)]
     assert not unexpected, "\n".join(unexpected)
+
+
+def test_new_post_photos_reorder_by_drag_and_drop(server: str, browser, tmp_path: Path) -> None:
+    expect = _expect()
+    expect.set_options(timeout=15_000)
+    errors: list[str] = []
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    watch_console(page, "dora", errors)
+    try:
+        sign_up(page, server, f"dora_{str(int(time.time() * 1000))[-6:]}", "Dora")
+        first = make_jpeg(tmp_path / "first.jpg", (200, 60, 90), (640, 640))
+        second = make_jpeg(tmp_path / "second.jpg", (60, 160, 110), (640, 480))
+        page.goto(f"{server}/#/new")
+        page.locator("input[type=file]").first.set_input_files([str(first), str(second)])
+        expect(page.locator(".np-item.done")).to_have_count(2)
+        thumbs = page.locator(".np-item .np-thumb img")
+        expect(thumbs.first).to_have_attribute("alt", "Preview of first.jpg")
+        items = page.locator(".np-item")
+        # drop the second photo on the left half of the first: it becomes the cover
+        items.nth(1).drag_to(items.nth(0), target_position={"x": 8, "y": 40})
+        expect(thumbs.first).to_have_attribute("alt", "Preview of second.jpg")
+        expect(page.locator(".np-item .np-index").first).to_have_text("1 · Cover")
+        # and the buttons move it back
+        page.get_by_role("button", name="Move photo 1 right").click()
+        expect(thumbs.first).to_have_attribute("alt", "Preview of first.jpg")
+    finally:
+        ctx.close()
+    assert not errors, "\n".join(errors)

@@ -71,7 +71,7 @@ export function altFor(post, index = 0, count = 1) {
  * fetchPage(cursor, signal) -> {items, next_cursor}
  * Returns {el, items (container), count()}.
  */
-export function infiniteList({ fetchPage, renderItem, signal, listClass = 'list', listTag = 'div', empty, unavailable, onLoaded, label }) {
+export function infiniteList({ fetchPage, renderItem, signal, listClass = 'list', listTag = 'div', empty, unavailable, forbidden, onLoaded, label }) {
   // A <div> list is a group (a "feed" for a list of posts) so that its label is allowed.
   const role = listTag === 'div' ? (listClass === 'feed' ? 'feed' : 'group') : null;
   const items = h(listTag, { class: listClass, role, 'aria-label': label || null, 'aria-busy': 'true' });
@@ -121,6 +121,12 @@ export function infiniteList({ fetchPage, renderItem, signal, listClass = 'list'
       onLoaded?.(count, done);
     } catch (err) {
       if (err?.name === 'AbortError' || signal?.aborted) return;
+      if (count === 0 && err.status === 403 && forbidden) {
+        done = true;
+        observer.disconnect();
+        status.replaceChildren(forbidden(err));
+        return;
+      }
       if (count === 0 && (err.status === 404 || err.status === 405 || err.status === 501) && unavailable) {
         done = true;
         observer.disconnect();

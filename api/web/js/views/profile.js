@@ -83,6 +83,7 @@ export async function profileView(root, { params, signal }) {
       ? emptyState({ iconName: 'image', title: 'Share photos', text: 'When you share photos, they will appear on your profile.', action: h('a', { class: 'btn btn-primary', href: '#/new' }, 'Share your first photo') })
       : emptyState({ iconName: 'image', title: 'No posts yet', text: `When ${account.username} shares photos, you'll see them here.` })),
     unavailable: () => emptyState({ iconName: 'image', title: 'No posts to show', text: 'Posts are not available right now.' }),
+    forbidden: () => emptyState({ iconName: 'lock', title: 'This account is private', text: `Follow ${account.username} to see their photos.` }),
   });
 
   root.append(h('div', { class: 'profile' }, header, tabs, grid.el));
@@ -122,6 +123,7 @@ export async function followsView(root, { params, signal }) {
       text: which === 'followers' ? `People who follow ${account.username} will appear here.` : `People ${account.username} follows will appear here.`,
     }),
     unavailable: () => emptyState({ iconName: 'user', title: `${title} is not available yet` }),
+    forbidden: () => emptyState({ iconName: 'lock', title: 'This account is private', text: `Follow ${account.username} to see who they follow and who follows them.` }),
   });
   root.append(h('div', { class: 'narrow-page' }, head, tabs, list.el));
 }

@@ -58,10 +58,9 @@ def _healthy(base_url: str) -> bool:
 
 
 def _serve_command(port: int, data_dir: Path) -> list[str]:
-    exe = shutil.which("photostream")
-    if exe is None:
-        candidate = Path(sys.executable).with_name("photostream")
-        exe = str(candidate) if candidate.exists() else None
+    # The photostream of this interpreter's environment first (the one under test).
+    candidate = Path(sys.executable).with_name("photostream")
+    exe = str(candidate) if candidate.exists() else shutil.which("photostream")
     args = ["serve", "--port", str(port), "--data-dir", str(data_dir)]
     if exe:
         return [exe, *args]

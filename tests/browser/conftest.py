@@ -67,7 +67,7 @@ def _serve_command(port: int, data_dir: Path) -> list[str]:
     return [sys.executable, "-c", "from api.cli import main; main()", *args]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running photostream server (started here unless given)."""
     given = os.environ.get("PHOTOSTREAM_BROWSER_BASE_URL")
@@ -114,11 +114,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # a test dependency: a missing one is a failure, not a skip
+
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+        message = f"no Chromium at {CHROMIUM}: run 'apt-get install -y chromium' (make test does it as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI must run the browser tests, never skip them
+        pytest.skip(message)
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:

@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.backend is None:
             app.state.backend = open_backend(settings)
-        app.state.backend.start()
+        await app.state.backend.start()
         try:
             yield
         finally:

@@ -170,20 +170,31 @@ def run_seed(settings: Settings, graph: Path, *, posts_per_account: int = 3, max
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
+
+    async def seed_all(progress: Progress) -> tuple[int, dict[str, float]]:
+        await backend.start()
+        try:
+            before = _appended(await backend.events.head())
+            _, timings = await _seed(backend, nodes, edges, posts_per_account, password, progress)
+            flush = getattr(backend.events, "flush", None)
+            if flush is not None:  # the embedded log was written without per-commit fsync
+                flush()
+            return _appended(await backend.events.head()) - before, timings
+        finally:
+            await backend.events.close()
+
     with Progress(*columns) as progress:
-        head_before = _head(backend)
-        _, timings = asyncio.run(_seed(backend, nodes, edges, posts_per_account, password, progress))
-        backend.events.flush()  # type: ignore[attr-defined]
-        events = _head(backend) - head_before
+        events, timings = asyncio.run(seed_all(progress))
         started = time.perf_counter()
         _project(backend, progress)
         timings["projections"] = time.perf_counter() - started
-    asyncio.run(backend.close())
+    backend.views.close()
     return SeedReport(len(nodes), 2 * len(edges), posts_per_account * len(nodes), events, timings)
 
 
-def _head(backend: Backend) -> int:
-    return sum(max(v, 0) for v in asyncio.run(backend.events.head()).values())
+def _appended(head: dict[int, int]) -> int:
+    """Events in the log: embedded positions start at 1, Kafka offsets at 0."""
+    return sum(position + 1 for position in head.values() if position >= 0)
 
 
 def _project(backend: Backend, progress: Progress) -> None:
@@ -193,7 +204,7 @@ def _project(backend: Backend, progress: Progress) -> None:
     if not backend.settings.embedded:
         return  # the workers project on their own
     runner = EmbeddedRunner(backend.events, backend.views, backend.projectors, batch_size=2000)  # type: ignore[arg-type]
-    behind = _head(backend) - runner.position
+    behind = backend.events.head_sync() - runner.position  # type: ignore[attr-defined]
     task = progress.add_task("projecting", total=max(behind, 1))
     runner.catch_up(lambda report: progress.advance(task, report.events))
 

@@ -13,6 +13,7 @@ from projections.projector import Projector
 from projections.registry import ProjectionSettings, all_projectors
 from projections.store import ReadStore
 from streams.event_store import ConsistencyToken, EventStore
+from streams.lanes import lane_name
 
 from api.auth import TokenSigner, load_or_create_secret
 from api.settings import Settings
@@ -31,6 +32,9 @@ class Backend:
     commands: CommandContext
     signer: TokenSigner
     runner: Any = None  # the embedded runner, when this process projects
+    # Distributed: each projection's checkpoints are kept per lane (partition of its
+    # topic, see streams.faust_app); a token is reached when every lane has reached it.
+    lanes: int | None = None
     # Blocking read stores (Cassandra) are queried from a thread; SQLite answers in
     # microseconds, so the event loop calls it directly.
     query_in_thread: bool = False
@@ -44,11 +48,12 @@ class Backend:
     def reached(self, token: ConsistencyToken) -> bool:
         """Whether every projection has applied everything up to the token."""
         done: dict[tuple[str, int], int] = {(c.projection, c.partition): c.position for c in self.views.load_checkpoints()}
-        return all(
-            done.get((p.name, partition), -1) >= position
-            for p in self.projectors
-            for partition, position in token.positions.items()
+        names = (
+            [p.name for p in self.projectors]
+            if self.lanes is None
+            else [lane_name(p.name, lane) for p in self.projectors for lane in range(self.lanes)]
         )
+        return all(done.get((name, partition), -1) >= position for name in names for partition, position in token.positions.items())
 
     async def wait_for(self, token: ConsistencyToken, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -62,8 +67,13 @@ class Backend:
             await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
             delay = min(delay * 2, 0.02)
 
-    def start(self) -> None:
-        if self.runner is not None and not self._started:
+    async def start(self) -> None:
+        if self._started:
+            return
+        starter = getattr(self.events, "start", None)
+        if starter is not None:  # the Kafka store connects its producer and index here
+            await starter()
+        if self.runner is not None:
             self.runner.start()
         self._started = True
 
@@ -95,7 +105,14 @@ def open_backend(
     signer = TokenSigner(
         load_or_create_secret(settings.data_dir, settings.secret_key), settings.token_ttl_days * 86400
     )
-    return Backend(settings, events, views, media, projectors, commands, signer, runner, threaded)
+    lanes = None if settings.embedded else _partitions(settings.event_store)
+    return Backend(settings, events, views, media, projectors, commands, signer, runner, threaded, lanes)
+
+
+def _partitions(kafka_url: str) -> int:
+    from streams.faust_app import KafkaTopology
+
+    return KafkaTopology.from_url(kafka_url).partitions
 
 
 def _open_stores(settings: Settings, projectors: list[Projector], run_projections: bool, bulk: bool) -> tuple[Any, Any, Any, bool]:
@@ -109,6 +126,14 @@ def _open_stores(settings: Settings, projectors: list[Projector], run_projection
         views.ensure_tables(t for p in projectors for t in p.tables)
         runner = EmbeddedRunner(events, views, projectors) if run_projections else None
         return events, views, runner, False
+    if settings.event_store.startswith("kafka:") and settings.read_store.startswith("cassandra:"):
+        from projections.cassandra_store import CassandraReadStore
+        from streams.kafka_event_store import KafkaEventStore
+
+        kafka_events = KafkaEventStore.from_urls(settings.event_store, settings.read_store)
+        cassandra_views = CassandraReadStore.from_url(settings.read_store)
+        cassandra_views.ensure_tables(t for p in projectors for t in p.tables)
+        return kafka_events, cassandra_views, None, True
     raise ValueError(
         "the distributed backends need PHOTOSTREAM_EVENT_STORE=kafka://... together with "
         "PHOTOSTREAM_READ_STORE=cassandra://...; mixing an embedded store with a distributed one is not supported"

@@ -106,6 +106,65 @@ def seed(graph_path: Path, posts_per_account: int, max_accounts: int | None, pas
     click.echo(report)
 
 
+@main.command()
+@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256), help="Threads applying writes to Cassandra (keys in parallel).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Log verbosity.")
+def worker(threads: int, log_level: str | None) -> None:
+    """Run the stream processors (a Faust worker) that project events into Cassandra.
+
+    Distributed mode only: needs PHOTOSTREAM_EVENT_STORE=kafka://... and
+    PHOTOSTREAM_READ_STORE=cassandra://... (`eval "$(photostream stack env)"`). Start as
+    many as the events topic has partitions; they share the work and take over from
+    each other. Embedded, `photostream serve` projects by itself.
+    """
+    settings = load_settings(log_level=log_level)
+    configure_logging(settings.log_level)
+    if not (settings.event_store.startswith("kafka:") and settings.read_store.startswith("cassandra:")):
+        raise click.UsageError(
+            "the worker needs PHOTOSTREAM_EVENT_STORE=kafka://... and PHOTOSTREAM_READ_STORE=cassandra://...; "
+            "embedded, `photostream serve` runs the projections itself"
+        )
+    from faust.worker import Worker
+
+    from projections.cassandra_store import CassandraReadStore
+    from projections.registry import ProjectionSettings, all_projectors
+    from streams.faust_app import KafkaTopology, create_app
+
+    _migrate(settings)
+    projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
+    store = CassandraReadStore.from_url(settings.read_store)
+    app = create_app(
+        KafkaTopology.from_url(settings.event_store), projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads
+    )
+    Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+@main.command()
+def migrate() -> None:
+    """Create what the configured backends need and is missing: the Kafka topic, the
+    Cassandra keyspace and tables (read models and the stream index). Idempotent;
+    `serve` and `worker` run it at start."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    click.echo(_migrate(settings))
+
+
+def _migrate(settings: Settings) -> str:
+    import asyncio
+
+    from api.wiring import open_backend
+
+    backend = open_backend(settings, run_projections=False)
+
+    async def run() -> None:
+        await backend.start()  # creates the topic and the stream index when distributed
+        await backend.close()
+
+    asyncio.run(run())
+    tables = sum(len(p.tables) for p in backend.projectors)
+    return f"ready: {tables} read-model tables in {backend.settings.read_store}; event store {backend.settings.event_store}"
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)

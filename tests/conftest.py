@@ -11,15 +11,41 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
+from tests.deployment import Deployment
 from tests.support import Api
 
-BACKENDS = ["embedded"]
+# Both backends by default (and always in CI); PHOTOSTREAM_TEST_BACKENDS=embedded for a
+# quick local run without the stack.
+BACKENDS = [b for b in os.environ.get("PHOTOSTREAM_TEST_BACKENDS", "embedded,distributed").split(",") if b]
+if os.environ.get("CI") and "distributed" not in BACKENDS:
+    raise pytest.UsageError("CI runs every backend: do not set PHOTOSTREAM_TEST_BACKENDS there")
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(scope="session")
+def stack_env() -> dict[str, str]:
+    """The local Kafka, Cassandra and MinIO, started if they are not running."""
+    from stack.services import ensure_up
+
+    return ensure_up(("kafka", "cassandra", "minio"), progress=False)
+
+
+@pytest.fixture
+def deployment(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Deployment]:
+    """A fresh distributed deployment (topic, keyspace, bucket) with one worker."""
+    deployed = Deployment.create(stack_env, tmp_path)
+    deployed.start_worker()
+    try:
+        yield deployed
+    finally:
+        deployed.stop()
+
+
+@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.distributed) if b == "distributed" else b for b in BACKENDS])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "embedded":
         return Settings(data_dir=tmp_path / "data", secret_key="test-secret", consistency_wait_seconds=5)
+    if request.param == "distributed":
+        return request.getfixturevalue("deployment").settings
     raise AssertionError(f"unknown backend {request.param}")
 
 

@@ -1,0 +1,95 @@
+"""A throwaway distributed deployment for one test: its own Kafka topic, Cassandra
+keyspace and MinIO bucket on the shared local stack, and real `photostream worker`
+processes projecting it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from api.settings import Settings
+
+PARTITIONS = 4  # enough to share between two workers, quick to assign
+
+
+def photostream_exe() -> str:
+    return str(Path(sys.executable).parent / "photostream")
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    env: dict[str, str]
+    folder: Path
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    @staticmethod
+    def create(stack: dict[str, str], folder: Path) -> Deployment:
+        name = uuid.uuid4().hex[:12]
+        kafka = stack["PHOTOSTREAM_EVENT_STORE"].split("?")[0]
+        cassandra = stack["PHOTOSTREAM_READ_STORE"].rsplit("/", 1)[0]
+        s3 = stack["PHOTOSTREAM_MEDIA_STORE"].rsplit("/", 1)[0]
+        env = {
+            "PHOTOSTREAM_DATA_DIR": str(folder / "data"),
+            "PHOTOSTREAM_EVENT_STORE": f"{kafka}?topic=test.{name}&partitions={PARTITIONS}",
+            "PHOTOSTREAM_READ_STORE": f"{cassandra}/t_{name}",
+            "PHOTOSTREAM_MEDIA_STORE": f"{s3}/t-{name}",
+            "PHOTOSTREAM_SECRET_KEY": "test-secret",
+            "PHOTOSTREAM_LOG_LEVEL": "warning",
+        }
+        settings = Settings(
+            data_dir=folder / "data",
+            event_store=env["PHOTOSTREAM_EVENT_STORE"],
+            read_store=env["PHOTOSTREAM_READ_STORE"],
+            media_store=env["PHOTOSTREAM_MEDIA_STORE"],
+            secret_key="test-secret",
+            consistency_wait_seconds=20,
+        )
+        deployment = Deployment(settings, env, folder)
+        subprocess.run([photostream_exe(), "migrate"], env={**os.environ, **env}, check=True, capture_output=True)
+        return deployment
+
+    def start_worker(self) -> subprocess.Popen:
+        n = len(self.workers)
+        log = open(self.folder / f"worker-{n}.log", "wb")
+        process = subprocess.Popen(
+            [photostream_exe(), "worker", "--threads", "8"],
+            env={**os.environ, **self.env, "PHOTOSTREAM_DATA_DIR": str(self.folder / f"worker-{n}")},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(process)
+        return process
+
+    def worker_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.folder.glob("worker-*.log")))
+
+    def stop(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.workers:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._drop()
+
+    def _drop(self) -> None:
+        """Drop the keyspace and topics so that a long test session does not fill the disk."""
+        from projections.cassandra_session import open_session, parse_cassandra_url
+
+        url = parse_cassandra_url(self.settings.read_store)
+        cluster, session = open_session(url, create_keyspace=False)
+        try:
+            session.execute(f"DROP KEYSPACE IF EXISTS {url.keyspace}", timeout=60)
+        finally:
+            cluster.shutdown()

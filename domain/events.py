@@ -228,7 +228,13 @@ class Recorded:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    """Now, in UTC, to the millisecond: the precision events keep on the wire."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _to_millisecond(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def new_event(
@@ -245,7 +251,7 @@ def new_event(
         type=data.TYPE,
         version=data.VERSION,
         stream=stream,
-        occurred_at=occurred_at or utc_now(),
+        occurred_at=_to_millisecond(occurred_at) if occurred_at else utc_now(),
         actor=actor,
         correlation_id=correlation_id or str(uuid.uuid4()),
         causation_id=causation_id,

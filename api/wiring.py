@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -19,6 +20,7 @@ from api.auth import TokenSigner, load_or_create_secret
 from api.settings import Settings
 
 log = logging.getLogger("photostream")
+CHECKPOINT_TTL = 0.002
 T = TypeVar("T")
 
 
@@ -39,6 +41,9 @@ class Backend:
     # microseconds, so the event loop calls it directly.
     query_in_thread: bool = False
     _started: bool = field(default=False, repr=False)
+    # Waiting requests share one snapshot of the checkpoints, refreshed at most every
+    # CHECKPOINT_TTL seconds, instead of each reading the whole table on every poll.
+    _checkpoints: tuple[float, dict[tuple[str, int], int]] = field(default=(0.0, {}), repr=False)
 
     async def query(self, fn: Callable[..., T], *args: Any) -> T:
         if self.query_in_thread:
@@ -47,13 +52,21 @@ class Backend:
 
     def reached(self, token: ConsistencyToken) -> bool:
         """Whether every projection has applied everything up to the token."""
-        done: dict[tuple[str, int], int] = {(c.projection, c.partition): c.position for c in self.views.load_checkpoints()}
+        done = self._checkpoint_snapshot()
         names = (
             [p.name for p in self.projectors]
             if self.lanes is None
             else [lane_name(p.name, lane) for p in self.projectors for lane in range(self.lanes)]
         )
         return all(done.get((name, partition), -1) >= position for name in names for partition, position in token.positions.items())
+
+    def _checkpoint_snapshot(self) -> dict[tuple[str, int], int]:
+        taken, snapshot = self._checkpoints
+        now = time.monotonic()
+        if now - taken > CHECKPOINT_TTL:
+            snapshot = {(c.projection, c.partition): c.position for c in self.views.load_checkpoints()}
+            self._checkpoints = (now, snapshot)
+        return snapshot
 
     async def wait_for(self, token: ConsistencyToken, timeout: float) -> bool:
         loop = asyncio.get_running_loop()

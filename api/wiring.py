@@ -53,6 +53,8 @@ class Backend:
     def reached(self, token: ConsistencyToken) -> bool:
         """Whether every projection has applied everything up to the token."""
         done = self._checkpoint_snapshot()
+        if not self.projectors:
+            return True
         names = (
             [p.name for p in self.projectors]
             if self.lanes is None
@@ -119,7 +121,18 @@ def open_backend(
         load_or_create_secret(settings.data_dir, settings.secret_key), settings.token_ttl_days * 86400
     )
     lanes = None if settings.embedded else _partitions(settings.event_store)
-    return Backend(settings, events, views, media, projectors, commands, signer, runner, threaded, lanes)
+    return Backend(
+        settings=settings,
+        events=events,
+        views=views,
+        media=media,
+        projectors=projectors,
+        commands=commands,
+        signer=signer,
+        runner=runner,
+        lanes=lanes,
+        query_in_thread=threaded,
+    )
 
 
 def _partitions(kafka_url: str) -> int:

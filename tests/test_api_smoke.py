@@ -22,3 +22,26 @@ def test_refused_command_appends_nothing(api: Api, log_size) -> None:
     response = api.request("POST", "/v1/posts", ana, json={"caption": "x", "media_ids": ["123"]})
     assert response.status_code == 422
     assert log_size() == before
+
+
+def test_a_read_with_a_token_waits_for_the_projections_and_says_when_it_gave_up(tmp_path) -> None:
+    """Embedded: with the projection runner stopped, a read that sends a fresh write's
+    token must wait out the bound and then answer X-Consistency: stale."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", secret_key="t", consistency_wait_seconds=0.5)
+    with TestClient(create_app(settings)) as http:
+        api = Api(http)
+        ana = api.sign_up("ana")
+        assert "x-consistency" not in api.request("GET", "/v1/accounts/me", ana).headers
+        http.app.state.backend.runner.stop()
+        api.ok("PATCH", "/v1/accounts/me", ana, json={"bio": "new"}, status=200)
+        started = time.monotonic()
+        response = api.request("GET", "/v1/accounts/me", ana)
+        assert time.monotonic() - started >= 0.5
+        assert response.headers.get("x-consistency") == "stale"

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Query, Request, Response
 
 from commands.context import Actor, Done
 from domain.ids import parse_id
+from projections.queries import AccountView, account_by_id
 from streams.event_store import ConsistencyToken
 
 from api.auth import InvalidToken
@@ -136,11 +137,23 @@ def parse_path_id(value: str, what: str) -> int:
     return parsed
 
 
+async def fresh_account(backend: Backend, account_id: str) -> AccountView:
+    """An account read right after a command, e.g. the author of a new post: when the
+    read model does not have it yet, wait for everything in the log to be projected."""
+    found = await backend.query(account_by_id, int(account_id))
+    if found is None:
+        await backend.wait_for(ConsistencyToken.at_head(await backend.events.head()), backend.settings.consistency_wait_seconds)
+        found = await backend.query(account_by_id, int(account_id))
+    if found is None:
+        raise HttpError(503, "your account is still being set up; try again in a moment", {"Retry-After": "1"})
+    return found
+
+
 async def command_answer(backend: Backend, done: Done, body: Any, status: int = 200) -> Response:
     """The answer to a successful command, with the token that reads see it by."""
     token = done.token
     if token is None:  # nothing changed: the current end of the log covers the state seen
-        token = ConsistencyToken({p: max(o, 0) for p, o in (await backend.events.head()).items()})
+        token = ConsistencyToken.at_head(await backend.events.head())
     if status == 204:
         return Response(status_code=204, headers={TOKEN_HEADER: token.encode()})
     return JSONResponse(body, status_code=status, headers={TOKEN_HEADER: token.encode()})

@@ -9,6 +9,7 @@ copies, default 1; with `dc=NAME`, NetworkTopologyStrategy in that data centre).
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +19,18 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra import ConsistencyLevel
 
 KEYSPACE_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+
+class _OneKeyspacePerSession(logging.Filter):
+    """Cassandra 5 warns on every statement prepared in a session with a keyspace set,
+    because names could be ambiguous across keyspaces. Our sessions use exactly one
+    keyspace, so that warning says nothing here; every other server warning stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "with prepared statements is considered to be an anti-pattern" not in record.getMessage()
+
+
+logging.getLogger("cassandra.protocol").addFilter(_OneKeyspacePerSession())
 
 
 @dataclass(frozen=True)

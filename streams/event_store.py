@@ -53,7 +53,7 @@ class ConsistencyToken:
     positions: dict[int, int]
 
     def encode(self) -> str:
-        text = ".".join(f"{p}-{o}" for p, o in sorted(self.positions.items()))
+        text = ".".join(f"{p}-{o}" for p, o in sorted(self.positions.items())) or "-"
         return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
     @staticmethod
@@ -61,6 +61,8 @@ class ConsistencyToken:
         try:
             padded = token + "=" * (-len(token) % 4)
             text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
+            if text == "-":
+                return ConsistencyToken({})  # issued when the log was empty
             positions: dict[int, int] = {}
             for part in text.split("."):
                 partition, offset = part.split("-")
@@ -70,6 +72,12 @@ class ConsistencyToken:
             return ConsistencyToken(positions)
         except (ValueError, UnicodeError) as exc:
             raise ValueError("X-Consistency-Token is not a token this server issued") from exc
+
+    @staticmethod
+    def at_head(head: dict[int, int]) -> ConsistencyToken:
+        """The token of everything in the log now (empty partitions are left out: there
+        is nothing in them to wait for)."""
+        return ConsistencyToken({p: o for p, o in head.items() if o >= 0})
 
     def merge(self, other: ConsistencyToken) -> ConsistencyToken:
         merged = dict(self.positions)

@@ -2,7 +2,7 @@
 
 Topology (all topics have the events topic's partition count):
 
-    photostream.events --route--> photostream.projection.<name>.v<version>  (one per projector)
+    photostream.events --route--> photostream.events.projection.<name>.v<version>  (one per projector)
                                       |  keyed by projector.key(event)
                                       v
                                   project_<name> agents --> Cassandra read models
@@ -55,8 +55,9 @@ PROJECT_BATCH, PROJECT_WITHIN = 1000, 0.05
 RETRIES = 3
 
 
-def projection_topic(projector: Projector) -> str:
-    return f"photostream.projection.{projector.name}.v{projector.version}"
+def projection_topic(source: str, projector: Projector) -> str:
+    """Lanes are named after their events topic, so deployments never share them."""
+    return f"{source}.projection.{projector.name}.v{projector.version}"
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ def create_app(
     source = app.topic(topology.topic, value_serializer="raw", key_serializer="raw")
     lanes = {
         p.name: app.topic(
-            projection_topic(p),
+            projection_topic(topology.topic, p),
             partitions=topology.partitions,
             replicas=topology.replication,
             internal=True,

@@ -9,10 +9,9 @@ from domain import rules
 from domain.errors import InvalidInput
 from domain.events import AccountRegistered, format_time
 from projections import queries
-from streams.event_store import ConsistencyToken
 
 from api import schemas
-from api.http import ActorDep, BackendDep, Consistent, HttpError, Paging, SignedIn, Viewer, command_answer, page
+from api.http import ActorDep, fresh_account, BackendDep, Consistent, HttpError, Paging, SignedIn, Viewer, command_answer, page
 from api.presenters import account_json, post_json
 from api.wiring import Backend
 
@@ -41,16 +40,6 @@ async def _account_id_for_command(backend: Backend, username: str) -> str:
     return owner
 
 
-async def _fresh_account(backend: Backend, account_id: str) -> queries.AccountView:
-    """An account read right after a command: wait for the log's head first."""
-    head = await backend.events.head()
-    await backend.wait_for(ConsistencyToken({p: max(o, 0) for p, o in head.items()}), backend.settings.consistency_wait_seconds)
-    found = await backend.query(queries.account_by_id, int(account_id))
-    if found is None:
-        raise HttpError(503, "your account is still being set up; try again in a moment", {"Retry-After": "1"})
-    return found
-
-
 @router.post("/accounts", status_code=201, response_model=schemas.Session, responses={409: {"model": schemas.Problem}})
 async def sign_up(body: schemas.SignUp, backend: BackendDep) -> Response:
     done = await account_commands.register_account(backend.commands, body.username, body.password, body.display_name)
@@ -68,7 +57,7 @@ async def sign_up(body: schemas.SignUp, backend: BackendDep) -> Response:
 @router.post("/sessions", response_model=schemas.Session, responses={401: {"model": schemas.Problem}})
 async def sign_in(body: schemas.SignIn, backend: BackendDep) -> Response:
     account_id = await account_commands.authenticate(backend.commands, body.username, body.password)
-    account = await _fresh_account(backend, account_id)
+    account = await fresh_account(backend, account_id)
     return {"account": account_json(account), "token": backend.signer.issue(account_id)}  # type: ignore[return-value]
 
 
@@ -76,7 +65,7 @@ async def sign_in(body: schemas.SignIn, backend: BackendDep) -> Response:
 async def me(account_id: SignedIn, backend: BackendDep) -> Response:
     found = await backend.query(queries.account_by_id, int(account_id))
     if found is None:
-        return account_json(await _fresh_account(backend, account_id))  # type: ignore[return-value]
+        return account_json(await fresh_account(backend, account_id))  # type: ignore[return-value]
     return account_json(found)  # type: ignore[return-value]
 
 
@@ -93,7 +82,7 @@ async def update_me(body: schemas.ProfilePatch, actor: ActorDep, backend: Backen
     done = await account_commands.update_profile(backend.commands, actor, changes)
     if done.token is not None:
         await backend.wait_for(done.token, backend.settings.consistency_wait_seconds)
-    account = await _fresh_account(backend, actor.account_id or "")
+    account = await fresh_account(backend, actor.account_id or "")
     return await command_answer(backend, done, account_json(account))
 
 

@@ -9,7 +9,7 @@ from domain.events import CommentAdded, PostCreated, format_time
 from projections import queries
 
 from api import schemas
-from api.http import ActorDep, BackendDep, Consistent, HttpError, Paging, Viewer, command_answer, page, parse_path_id
+from api.http import ActorDep, fresh_account, BackendDep, Consistent, HttpError, Paging, Viewer, command_answer, page, parse_path_id
 from api.presenters import account_json, comment_json, new_comment_json, new_post_json, post_json
 from api.wiring import Backend
 
@@ -18,18 +18,11 @@ NOT_FOUND = {404: {"model": schemas.Problem}}
 FORBIDDEN = {403: {"model": schemas.Problem}}
 
 
-async def _author(backend: Backend, account_id: str) -> queries.AccountView:
-    found = await backend.query(queries.account_by_id, int(account_id))
-    if found is None:
-        raise HttpError(503, "your account is still being set up; try again in a moment", {"Retry-After": "1"})
-    return found
-
-
 @router.post("/posts", status_code=201, response_model=schemas.Post, responses={422: {"model": schemas.Problem}})
 async def create_post(body: schemas.NewPost, actor: ActorDep, backend: BackendDep) -> Response:
     done = await post_commands.create_post(backend.commands, actor, body.caption, body.media_ids)
     created: PostCreated = done.value
-    author = await _author(backend, created.author_id)
+    author = await fresh_account(backend, created.author_id)
     return await command_answer(backend, done, new_post_json(created, author, format_time(done.events[0].occurred_at)), 201)
 
 
@@ -89,7 +82,7 @@ async def add_comment(post_id: str, body: schemas.NewComment, actor: ActorDep, b
     parse_path_id(post_id, "post")
     done = await engagement.add_comment(backend.commands, actor, post_id, body.text)
     added: CommentAdded = done.value
-    author = await _author(backend, added.author_id)
+    author = await fresh_account(backend, added.author_id)
     return await command_answer(backend, done, new_comment_json(added, author, format_time(done.events[0].occurred_at)), 201)
 
 

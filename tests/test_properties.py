@@ -27,7 +27,7 @@ from projections import queries
 from projections.home_timeline import HomeTimeline, feed_page
 from projections.registry import ProjectionSettings, all_projectors, all_tables
 from projections.sqlite_store import SqliteReadStore
-from projections.store import Checkpoint
+from projections.store import Checkpoint, ReadView
 from streams.embedded_runner import EmbeddedRunner
 from streams.sqlite_event_store import SqliteEventStore
 
@@ -70,25 +70,19 @@ class Model:
     live_comments: set[str] = field(default_factory=set)
 
 
-class World:
-    def __init__(self, folder: Path, projection_settings: ProjectionSettings = SMALL) -> None:
-        self.folder = folder
-        self.events = SqliteEventStore(folder / "events.db", durable=False)
-        self.projection_settings = projection_settings
-        self.views, self.runner = self.open_views("views.db")
-        self.ctx = CommandContext(self.events, IdGenerator(7), HASHER)
-        self.ids: list[str] = []
-        self.media: list[list[str]] = []
+class Actors:
+    """The command side of a world: USERS accounts and the command context."""
 
-    def open_views(self, name: str) -> tuple[SqliteReadStore, EmbeddedRunner]:
-        views = SqliteReadStore(self.folder / name)
-        return views, EmbeddedRunner(self.events, views, all_projectors(self.projection_settings), batch_size=7)
+    def __init__(self, ctx: CommandContext, prefix: str = "user") -> None:
+        self.ctx = ctx
+        self.prefix = prefix
+        self.ids: list[str] = []
+        self.tokens: list[Any] = []
 
     async def setup(self) -> None:
         for n in range(USERS):
-            done = await accounts.register_account(self.ctx, f"user{n}", "password123", None)
+            done = await accounts.register_account(self.ctx, f"{self.prefix}{n}", "password123", None)
             self.ids.append(done.value)
-            self.media.append([])
 
     async def new_media(self, n: int) -> str:
         """A stored photo's event (the bytes do not matter to the read models)."""
@@ -98,6 +92,21 @@ class World:
         await self.ctx.append(media_stream(media_id), [MediaStored(media_id, self.ids[n], ref)], Actor(self.ids[n]))
         return media_id
 
+
+class World(Actors):
+    """Embedded: a SQLite log, a SQLite read store and the embedded runner."""
+
+    def __init__(self, folder: Path, projection_settings: ProjectionSettings = SMALL) -> None:
+        self.folder = folder
+        self.events = SqliteEventStore(folder / "events.db", durable=False)
+        self.projection_settings = projection_settings
+        self.views, self.runner = self.open_views("views.db")
+        super().__init__(CommandContext(self.events, IdGenerator(7), HASHER))
+
+    def open_views(self, name: str) -> tuple[SqliteReadStore, EmbeddedRunner]:
+        views = SqliteReadStore(self.folder / name)
+        return views, EmbeddedRunner(self.events, views, all_projectors(self.projection_settings), batch_size=7)
+
     def dump(self, views: SqliteReadStore) -> dict[str, list[dict[str, Any]]]:
         return {t.name: views.dump(t) for t in all_tables(self.runner.projectors)}
 
@@ -106,14 +115,14 @@ def pick(items: list[str], i: int) -> str | None:
     return items[i % len(items)] if items else None
 
 
-async def play(world: World, model: Model, steps: list[tuple[tuple[Any, ...], bool]]) -> None:
+async def play(world: Actors, model: Model, steps: list[tuple[tuple[Any, ...], bool]]) -> None:
     for (name, *args), project_now in steps:
         await step(world, model, name, args)
-        if project_now:
+        if project_now and isinstance(world, World):
             world.runner.catch_up()
 
 
-async def step(world: World, model: Model, name: str, args: list[Any]) -> None:
+async def step(world: Actors, model: Model, name: str, args: list[Any]) -> None:
     ctx, ids = world.ctx, world.ids
     post_ids = list(model.post_author)
     comment_ids = list(model.comments)
@@ -186,7 +195,7 @@ async def step(world: World, model: Model, name: str, args: list[Any]) -> None:
             assert c in model.live_comments and not allowed
 
 
-def walk_feed(views: SqliteReadStore, reader: int, limit: int) -> list[int]:
+def walk_feed(views: ReadView, reader: int, limit: int) -> list[int]:
     ids: list[int] = []
     cursor = None
     while True:
@@ -196,7 +205,7 @@ def walk_feed(views: SqliteReadStore, reader: int, limit: int) -> list[int]:
             return ids
 
 
-def check_against_model(world: World, model: Model, views: SqliteReadStore, page_size: int) -> None:
+def check_against_model(world: Actors, model: Model, views: ReadView, page_size: int) -> None:
     ids = world.ids
     for p in model.live_posts:
         view = queries.post_by_id(views, int(p), None)

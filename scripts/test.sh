@@ -16,4 +16,20 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
-exec .venv/bin/python -m pytest "$@"
+# The distributed tests need Kafka, Cassandra and MinIO: fetch (cached in
+# ~/.cache/photostream/stack; the first time takes minutes) and start them here, in the
+# open, and stop afterwards only the ones this run started.
+backends=",${PHOTOSTREAM_TEST_BACKENDS:-embedded,distributed},"
+if [[ "$backends" == *",distributed,"* ]]; then
+  started=$(.venv/bin/python -c 'from stack.services import status; print(",".join(s.service for s in status() if s.state != "running"))')
+  .venv/bin/photostream stack up
+  if [ -n "$started" ] && [ -z "${PHOTOSTREAM_KEEP_STACK:-}" ]; then
+    trap '.venv/bin/photostream stack down --only "$started" >/dev/null || true' EXIT
+  fi
+fi
+
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+exit $status

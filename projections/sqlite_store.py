@@ -5,6 +5,7 @@ its own thread); WAL lets readers go on while the runner writes.
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import sqlite3
 import threading
@@ -171,7 +172,12 @@ class SqliteReadStore:
     # ----- reads --------------------------------------------------------------------
 
     def _row(self, table: Table, names: Sequence[str], values: Sequence[Any]) -> Row:
-        return {n: _decode(table.columns[n], v) for n, v in zip(names, values)}
+        row = dict(zip(names, values))
+        for name, decode in _decoders(table):
+            value = row.get(name)
+            if value is not None:
+                row[name] = decode(value)
+        return row
 
     def get(self, table: Table, key: Row) -> Row | None:
         where, args = self._where(table, key, table.primary_key)
@@ -189,13 +195,8 @@ class SqliteReadStore:
         found: dict[tuple[Any, ...], Row] = {}
         for chunk_start in range(0, len(keys), 300):
             chunk = keys[chunk_start : chunk_start + 300]
-            tuples = ", ".join(f"({', '.join('?' * len(pk))})" for _ in chunk)
             args = [_encode(table.columns[c], k[c]) for k in chunk for c in pk]
-            rows = self.conn().execute(
-                f"SELECT {', '.join(cols)} FROM {table.name}"
-                f" WHERE ({', '.join(pk)}) IN (VALUES {tuples})",
-                args,
-            ).fetchall()
+            rows = self.conn().execute(_get_many_sql(table, len(chunk)), args).fetchall()
             for values in rows:
                 row = self._row(table, cols, values)
                 found[tuple(row[c] for c in pk)] = row
@@ -324,6 +325,25 @@ class SqliteReadStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+@functools.lru_cache(maxsize=None)
+def _decoders(table: Table) -> tuple[tuple[str, Any], ...]:
+    """Only json and bool columns need converting: the rest come back from SQLite as is."""
+    return tuple(
+        (name, orjson.loads if kind == "json" else bool)
+        for name, kind in table.columns.items()
+        if kind in ("json", "bool")
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _get_many_sql(table: Table, count: int) -> str:
+    cols, pk = ", ".join(table.columns), table.primary_key
+    if len(pk) == 1:  # a plain IN list is the form SQLite's planner always indexes
+        return f"SELECT {cols} FROM {table.name} WHERE {pk[0]} IN ({', '.join('?' * count)})"
+    tuples = ", ".join(f"({', '.join('?' * len(pk))})" for _ in range(count))
+    return f"SELECT {cols} FROM {table.name} WHERE ({', '.join(pk)}) IN (VALUES {tuples})"
 
 
 def _merge(table: Table, runs: list[list[Row]], limit: int) -> list[Row]:

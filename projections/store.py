@@ -21,6 +21,9 @@ class Table:
     clustering: str | None = None
     descending: bool = False  # natural order of the clustering column
 
+    def __hash__(self) -> int:  # columns is a dict; name and keys identify a table
+        return hash((self.name, self.partition_key, self.clustering))
+
     @property
     def primary_key(self) -> tuple[str, ...]:
         return self.partition_key + ((self.clustering,) if self.clustering else ())

@@ -126,3 +126,16 @@ class Problem(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+class ProjectionState(BaseModel):
+    name: str
+    version: int
+    position: int
+    lag_events: int
+    lag_seconds: float | None
+    status: str
+
+
+class Projections(BaseModel):
+    items: list[ProjectionState]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from commands.context import Argon2Hasher, CommandContext, PasswordHasher
+from domain.events import parse_time, utc_now
 from domain.ids import IdGenerator
 from media.store import MediaStore, open_media_store
 from projections.projector import Projector
@@ -22,6 +23,16 @@ from api.settings import Settings
 log = logging.getLogger("photostream")
 CHECKPOINT_TTL = 0.002
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ProjectionProgress:
+    name: str
+    version: int
+    position: int  # events applied
+    lag_events: int
+    lag_seconds: float | None  # age of the oldest applied-up-to event while behind
+    status: str  # live | catching up | stopped
 
 
 @dataclass
@@ -61,6 +72,47 @@ class Backend:
             else [lane_name(p.name, lane) for p in self.projectors for lane in range(self.lanes)]
         )
         return all(done.get((name, partition), -1) >= position for name in names for partition, position in token.positions.items())
+
+    def _checkpoint_names(self, projection: str) -> list[str]:
+        return [projection] if self.lanes is None else [lane_name(projection, lane) for lane in range(self.lanes)]
+
+    async def progress(self) -> list[ProjectionProgress]:
+        """How far each projection has got and how far behind the log it is."""
+        head = await self.events.head()
+        checkpoints = await self.query(lambda views: views.load_checkpoints())
+        done = {(c.projection, c.partition): c for c in checkpoints}
+        now = utc_now()
+        report = []
+        for projector in self.projectors:
+            applied = lag = 0
+            oldest: str | None = None
+            for partition, last in head.items():
+                marks = [done.get((name, partition)) for name in self._checkpoint_names(projector.name)]
+                reached = min((m.position if m else -1) for m in marks)
+                if self.lanes is None:  # embedded positions count from 1
+                    applied += max(reached, 0)
+                    lag += max(last - max(reached, 0), 0)
+                else:  # Kafka offsets count from 0
+                    applied += reached + 1
+                    lag += max(last - reached, 0)
+                times = [m.event_time for m in marks if m is not None and m.event_time]
+                if times and (oldest is None or min(times) < oldest):
+                    oldest = min(times)
+            seconds = 0.0
+            if lag:
+                seconds = (now - parse_time(oldest)).total_seconds() if oldest else float("nan")
+            stopped = self.runner is not None and self.runner.error is not None
+            report.append(
+                ProjectionProgress(
+                    name=projector.name,
+                    version=projector.version,
+                    position=applied,
+                    lag_events=lag,
+                    lag_seconds=round(max(seconds, 0.0), 3) if seconds == seconds else None,
+                    status="stopped" if stopped else ("live" if lag == 0 else "catching up"),
+                )
+            )
+        return report
 
     def _checkpoint_snapshot(self) -> dict[tuple[str, int], int]:
         taken, snapshot = self._checkpoints

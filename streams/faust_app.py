@@ -81,12 +81,13 @@ class KafkaTopology:
         )
 
 
-def encode_watermark(offsets: dict[int, int]) -> bytes:
-    return WATERMARK + orjson.dumps({str(p): o for p, o in offsets.items()})
+def encode_watermark(reached: dict[int, tuple[int, str | None]]) -> bytes:
+    """{source partition: (offset forwarded up to, occurred_at of that event)}."""
+    return WATERMARK + orjson.dumps({str(p): [o, t] for p, (o, t) in reached.items()})
 
 
-def decode_watermark(value: bytes) -> dict[int, int]:
-    return {int(p): int(o) for p, o in orjson.loads(value[1:]).items()}
+def decode_watermark(value: bytes) -> dict[int, tuple[int, str | None]]:
+    return {int(p): (int(o), t) for p, (o, t) in orjson.loads(value[1:]).items()}
 
 
 class LaneApplier:
@@ -101,13 +102,14 @@ class LaneApplier:
         """Apply events grouped by key (keys concurrently, each key in order), then record
         the watermarks seen. Returns how many events were applied."""
         by_key: dict[bytes, list[Any]] = defaultdict(list)
-        watermarks: dict[tuple[int, int], int] = {}
+        watermarks: dict[tuple[int, int], tuple[int, str | None]] = {}
         for message in messages:
             value: bytes = message.value
             if value[:1] == WATERMARK:
-                for source, offset in decode_watermark(value).items():
+                for source, mark in decode_watermark(value).items():
                     key = (message.partition, source)
-                    watermarks[key] = max(offset, watermarks.get(key, -1))
+                    if mark[0] > watermarks.get(key, (-1, None))[0]:
+                        watermarks[key] = mark
             else:
                 by_key[message.key or b""].append(message)
         loop = asyncio.get_running_loop()
@@ -116,8 +118,8 @@ class LaneApplier:
         )
         if watermarks:
             checkpoints = [
-                Checkpoint(lane_name(self.projector.name, lane), source, offset)
-                for (lane, source), offset in watermarks.items()
+                Checkpoint(lane_name(self.projector.name, lane), source, offset, event_time)
+                for (lane, source), (offset, event_time) in watermarks.items()
             ]
             await _until_store_answers(lambda: loop.run_in_executor(self.pool, self.store.save_checkpoints, checkpoints))
         return sum(len(g) for g in by_key.values())
@@ -220,14 +222,15 @@ def create_app(
 
     async def forward(events: Sequence[Any]) -> None:
         pending = []
-        reached: dict[int, int] = {}
+        reached: dict[int, tuple[int, str | None]] = {}
         for ev in events:
             message = ev.message
-            reached[message.partition] = max(message.offset, reached.get(message.partition, -1))
             try:
                 event = decode_event(message.value)
             except EventDecodeError:
                 event = None  # every projection parks it as a dead letter
+            if message.offset > reached.get(message.partition, (-1, None))[0]:
+                reached[message.partition] = (message.offset, format_time(event.occurred_at) if event else None)
             for p in projectors:
                 if event is None or p.handles(event):
                     key = p.key(event).encode() if event is not None else b""

@@ -45,3 +45,19 @@ def test_a_read_with_a_token_waits_for_the_projections_and_says_when_it_gave_up(
         response = api.request("GET", "/v1/accounts/me", ana)
         assert time.monotonic() - started >= 0.5
         assert response.headers.get("x-consistency") == "stale"
+        # ... and the projections say they are behind, by how much and for how long.
+        for item in api.ok("GET", "/v1/projections")["items"]:
+            assert item["lag_events"] == 1 and item["status"] == "catching up", item
+            assert item["lag_seconds"] is not None and item["lag_seconds"] >= 0.5, item
+
+
+def test_projections_report_progress_and_lag(api: Api) -> None:
+    api.sign_up("ana")
+    items = api.ok("GET", "/v1/projections")["items"]
+    names = {i["name"] for i in items}
+    assert {"accounts", "home_timeline", "likes", "followers"} <= names
+    # The sign-up is one event; after a read that waited for it, every projection has it.
+    api.ok("GET", "/v1/accounts/ana")
+    for item in api.ok("GET", "/v1/projections")["items"]:
+        assert item["position"] >= 1 and item["lag_events"] == 0 and item["status"] == "live", item
+        assert item["lag_seconds"] == 0 and item["version"] == 1

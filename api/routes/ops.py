@@ -1,6 +1,8 @@
 """Operations: liveness and readiness."""
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter
 
 from api import schemas
@@ -38,3 +40,10 @@ async def readyz(backend: BackendDep) -> JSONResponse:
         status_code=200 if ready else 503,
         headers={} if ready else {"Retry-After": "5"},
     )
+
+
+@router.get("/v1/projections", response_model=schemas.Projections)
+async def projections(backend: BackendDep) -> JSONResponse:
+    """Each projection's version, how many events it has applied, and its lag behind the
+    log (events, and seconds since the event it has applied up to while behind)."""
+    return JSONResponse({"items": [dataclasses.asdict(p) for p in await backend.progress()]})

@@ -11,6 +11,7 @@ from projections.home_timeline import HomeTimeline
 from projections.likes import Likes
 from projections.posts import Posts
 from projections.posts_by_author import PostsByAuthor
+from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
 from projections.store import Table
 
@@ -30,6 +31,7 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         Following(),
         Posts(),
         PostsByAuthor(),
+        PostsByTag(),
         Likes(),
         Comments(),
         HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),

@@ -51,8 +51,21 @@ class Deployment:
             consistency_wait_seconds=20,
         )
         deployment = Deployment(settings, env, folder)
-        subprocess.run([photostream_exe(), "migrate"], env={**os.environ, **env}, check=True, capture_output=True)
+        deployment.migrate()
         return deployment
+
+    def migrate(self, attempts: int = 3) -> None:
+        """Create the topic and tables; schema changes on a busy single node can time
+        out, so try again, and say why when it keeps failing."""
+        for attempt in range(1, attempts + 1):
+            done = subprocess.run(
+                [photostream_exe(), "migrate"], env={**os.environ, **self.env}, capture_output=True, text=True, timeout=300
+            )
+            if done.returncode == 0:
+                return
+            if attempt == attempts:
+                raise RuntimeError(f"photostream migrate failed {attempts} times:\n{done.stderr[-3000:]}")
+            time.sleep(2 * attempt)
 
     def start_worker(self) -> subprocess.Popen:
         n = len(self.workers)

@@ -97,7 +97,8 @@ class Deployment:
         self._drop()
 
     def _drop(self) -> None:
-        """Drop the keyspace and topics so that a long test session does not fill the disk."""
+        """Drop the keyspace and topics: thousands of leftover topics slow every client's
+        metadata refresh on the shared broker."""
         from projections.cassandra_session import open_session, parse_cassandra_url
 
         url = parse_cassandra_url(self.settings.read_store)
@@ -106,3 +107,30 @@ class Deployment:
             session.execute(f"DROP KEYSPACE IF EXISTS {url.keyspace}", timeout=60)
         finally:
             cluster.shutdown()
+        delete_topics(self.settings.event_store.split("?")[0], self.topic)
+
+    @property
+    def topic(self) -> str:
+        from streams.kafka_event_store import parse_kafka_url
+
+        return parse_kafka_url(self.settings.event_store).topic
+
+
+def delete_topics(kafka_url: str, containing: str) -> None:
+    """Delete every topic whose name contains `containing` (the events topic, its lane
+    topics and Faust's own topics for its consumer group)."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_url.removeprefix("kafka://"))
+        await admin.start()
+        try:
+            doomed = [t for t in await admin.list_topics() if containing in t]
+            for start in range(0, len(doomed), 200):
+                await admin.delete_topics(doomed[start : start + 200], timeout_ms=60_000)
+        finally:
+            await admin.close()
+
+    asyncio.run(run())

@@ -72,7 +72,7 @@ def kafka_store(runner: asyncio.Runner) -> Iterator[Any]:
     topic, keyspace = f"photostream.test.{suffix}", f"ps_test_{suffix}"
     kafka_url = f"{kafka_base}?topic={topic}&partitions=6"
     index_url = f"{cassandra_base}/{keyspace}"
-    store = KafkaEventStore.from_urls(kafka_url, index_url, sweep_seconds=None)
+    store = KafkaEventStore.from_urls(kafka_url, index_url, sweep_seconds=None, produce_timeout=45)
     runner.run(store.start())
     store.test_urls = (kafka_url, index_url)  # for tests that open a second store
     try:

@@ -1,6 +1,11 @@
 """End to end: a real `photostream serve` process on a free port, spoken to over real
 HTTP; stopped (SIGTERM, then in a second test SIGKILL) and started again on the same
-data dir, after which nothing may be lost."""
+data dir, after which nothing may be lost.
+
+Both backends: embedded (one process, SQLite and a media folder in the data dir) and
+distributed (`photostream serve` on a fresh Kafka topic, Cassandra keyspace and MinIO
+bucket, beside a `photostream worker`). On distributed the restart stops the API process
+AND the worker with the same signal and starts both again."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,12 +22,26 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from streams.event_store import ConsistencyToken
+from tests.conftest import BACKENDS
+from tests.deployment import Deployment
 from tests.support import Api, User, jpeg
 
 pytestmark = pytest.mark.e2e
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+WORKER_STOP_TIMEOUT = 30.0
+CATCH_UP_TIMEOUT = 90.0
+# Faust's consumer-group timing for the workers these tests start (Faust reads these
+# settings from the environment). A worker killed with SIGKILL never leaves its group:
+# the broker notices only when its session times out (Faust's default: 60 s), and until
+# then no other worker gets its partitions. A shorter session is an ordinary deployment
+# choice (the broker's minimum is 6 s) and keeps a crash test from idling a minute.
+FAST_GROUP_ENV = {"BROKER_SESSION_TIMEOUT": "8", "BROKER_HEARTBEAT_INTERVAL": "1"}
+# Reads with a token wait this long for the projections (distributed: a restarted worker
+# first rejoins its group, then catches up).
+SERVE_ENV_DISTRIBUTED = {"PHOTOSTREAM_CONSISTENCY_WAIT_SECONDS": "30", "PHOTOSTREAM_LOG_LEVEL": "info"}
 
 
 def photostream_command() -> list[str]:
@@ -40,14 +60,16 @@ def free_port() -> int:
 
 
 class Server:
-    """One `photostream serve` process; its output goes to a log file."""
+    """One `photostream serve` process; its output goes to a log file. `extra_env` (a
+    distributed deployment's PHOTOSTREAM_* settings) is added to a clean environment."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTOSTREAM_")}
+        env.update(extra_env or {})
         env["PYTHONUNBUFFERED"] = "1"
         self._log = open(log_path, "ab")
         self._log.write(f"\n===== starting on port {self.port} =====\n".encode())
@@ -97,32 +119,158 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Any]:
-    """A factory of servers on one data dir; every one is killed at teardown, and the log
-    is printed (pytest shows it when the test fails)."""
-    data_dir = tmp_path / "data"
-    log_path = tmp_path / "serve.log"
-    started: list[Server] = []
+def fast_deployment(stack_env: dict[str, str], folder: Path) -> Deployment:
+    """A fresh distributed deployment whose workers leave a dead member's partitions to
+    the others within seconds (FAST_GROUP_ENV). No worker is started yet."""
+    deployed = Deployment.create(stack_env, folder)
+    deployed.env.update(FAST_GROUP_ENV)
+    return deployed
 
-    def start() -> Server:
-        server = Server(data_dir, log_path)
-        started.append(server)
+
+_DISCARDING: list[tuple[threading.Thread, list[BaseException]]] = []
+
+
+def discard(deployment: Deployment) -> None:
+    """Tear a throwaway deployment down: its workers are killed now (a graceful Faust
+    stop takes seconds, and nobody will read this topic again); Deployment.stop drops
+    the keyspace in the background (a DROP KEYSPACE takes seconds too), finished by
+    `discarded()` at the end of the module."""
+    for worker in deployment.workers:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    errors: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            deployment.stop()
+        except BaseException as exc:  # noqa: BLE001 - raised by discarded()
+            errors.append(exc)
+
+    thread = threading.Thread(target=stop, name=f"discard {deployment.settings.read_store}")
+    thread.start()
+    _DISCARDING.append((thread, errors))
+
+
+def discarded() -> None:
+    """Wait until every discarded deployment is dropped."""
+    while _DISCARDING:
+        thread, errors = _DISCARDING.pop()
+        thread.join()
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _deployments_dropped() -> Iterator[None]:
+    yield
+    discarded()
+
+
+def stop_worker(deployment: Deployment, sig: signal.Signals) -> int:
+    """Stop the deployment's newest worker with `sig`; its exit status."""
+    worker = deployment.workers[-1]
+    worker.send_signal(sig)
+    try:
+        return worker.wait(timeout=WORKER_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+        raise AssertionError(f"the worker did not stop within {WORKER_STOP_TIMEOUT} s of {sig.name}:\n{deployment.worker_logs()}")
+
+
+class Servers:
+    """Starts `photostream serve` processes on one data dir (and, distributed, one
+    deployment); restarts the deployment's worker alongside."""
+
+    def __init__(self, folder: Path, deployment: Deployment | None) -> None:
+        self.data_dir = folder / "data"
+        self.log_path = folder / "serve.log"
+        self.deployment = deployment
+        self.started: list[Server] = []
+
+    def __call__(self) -> Server:
+        extra = {**self.deployment.env, **SERVE_ENV_DISTRIBUTED} if self.deployment else None
+        server = Server(self.data_dir, self.log_path, extra)
+        self.started.append(server)
         server.wait_until_healthy()
         return server
 
+    def stop_worker(self, sig: signal.Signals) -> None:
+        """Distributed: stop the worker with the signal the API process got."""
+        if self.deployment is None:
+            return
+        code = stop_worker(self.deployment, sig)
+        if sig == signal.SIGKILL:
+            assert code == -signal.SIGKILL
+        else:
+            assert code in (0, -signal.SIGTERM), f"the worker exited with {code} on SIGTERM:\n{self.deployment.worker_logs()}"
+
+    def start_worker(self) -> None:
+        if self.deployment is not None:
+            self.deployment.start_worker()
+
+    def wait_for_projections(self, api: Api, token: str | None) -> None:
+        """Distributed: wait (with a deadline) until the restarted worker has projected
+        everything up to `token`; embedded, serve projects in process and this is a no-op."""
+        if self.deployment is None:
+            return
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT
+        while True:
+            response = api.request("GET", "/v1/accounts/ana", headers={"X-Consistency-Token": token})
+            if response.status_code == 200 and response.headers.get("x-consistency") != "stale":
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the restarted worker did not project {token} within {CATCH_UP_TIMEOUT} s "
+                    f"(last answer {response.status_code} {dict(response.headers)}):\n{self.deployment.worker_logs()}"
+                )
+
+    def logs(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        if self.deployment is not None:
+            text += f"\n----- worker logs -----\n{self.deployment.worker_logs()}"
+        return text
+
+
+@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.distributed) if b == "distributed" else b for b in BACKENDS])
+def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Servers]:
+    """A factory of servers on one data dir (distributed: on one fresh deployment, with
+    one worker); every server is killed at teardown, and the logs are printed (pytest
+    shows them when the test fails)."""
+    deployment = None
+    if request.param == "distributed":
+        deployment = fast_deployment(request.getfixturevalue("stack_env"), tmp_path)
+        deployment.start_worker()
+    factory = Servers(tmp_path, deployment)
     try:
-        yield start
+        yield factory
     finally:
-        for server in started:
+        for server in factory.started:
             server.kill()
-        if log_path.exists():
-            print(f"----- photostream serve log ({log_path}) -----")
-            print(log_path.read_text(errors="replace"))
+        print(f"----- photostream serve log ({factory.log_path}) -----")
+        print(factory.logs())
+        if deployment is not None:
+            discard(deployment)
+
+
+class SessionApi(Api):
+    """The contract's client, remembering the merge of every consistency token it was
+    given rather than only the newest. A command's token names the log positions of its
+    own events: embedded that is one global position (the newest covers everything
+    before it), but on Kafka it names only the partitions its events went to, so the
+    newest token alone does not make a read wait for this client's earlier writes."""
+
+    def request(self, method: str, path: str, user: User | None = None, **kwargs: Any) -> httpx.Response:
+        before = self.token
+        response = super().request(method, path, user, **kwargs)
+        if before and self.token and self.token != before:
+            self.token = ConsistencyToken.decode(before).merge(ConsistencyToken.decode(self.token)).encode()
+        return response
 
 
 def connect(server: Server) -> Api:
-    return Api(httpx.Client(base_url=server.base_url, timeout=30.0))
+    return SessionApi(httpx.Client(base_url=server.base_url, timeout=30.0))
 
 
 def photo(seed: int, size: tuple[int, int] = (96, 64)) -> bytes:
@@ -210,7 +358,7 @@ def without(value: Any, key: str) -> Any:
     return value
 
 
-def survives_restart(servers: Any, sig: signal.Signals) -> None:
+def survives_restart(servers: Servers, sig: signal.Signals) -> None:
     server = servers()
     api = connect(server)
     world = populate(api)
@@ -225,6 +373,7 @@ def survives_restart(servers: Any, sig: signal.Signals) -> None:
     late_like = api.request("POST", f"/v1/posts/{late_post['id']}/like", world["ben"])
     assert late_like.status_code == 200
     late_token = late_like.headers["x-consistency-token"]
+    written = api.token  # covers every acknowledged write (SessionApi merges the tokens)
     api.http.close()
 
     code = server.stop(sig)
@@ -235,12 +384,15 @@ def survives_restart(servers: Any, sig: signal.Signals) -> None:
         assert "Application shutdown complete" in server.log(), server.log()
     else:
         assert code == -signal.SIGKILL
+    servers.stop_worker(sig)  # distributed: the worker goes down the same way
 
+    servers.start_worker()
     again = servers()
     api = connect(again)
     # Consistency tokens from before the restart still mean the same log positions.
     old_read = api.request("GET", "/v1/accounts/ana", headers={"X-Consistency-Token": last_token})
     assert old_read.status_code == 200 and old_read.headers.get("x-consistency") != "stale"
+    servers.wait_for_projections(api, written)
     api.token = late_token  # every read below sees the late writes too
     after = snapshot(api, world)
     # The late post is the newest of the feed; the rest is exactly as it was.
@@ -287,9 +439,9 @@ def survives_restart(servers: Any, sig: signal.Signals) -> None:
     again.stop(signal.SIGTERM)
 
 
-def test_nothing_is_lost_across_a_sigterm_restart(servers: Any) -> None:
+def test_nothing_is_lost_across_a_sigterm_restart(servers: Servers) -> None:
     survives_restart(servers, signal.SIGTERM)
 
 
-def test_nothing_is_lost_across_a_sigkill_restart(servers: Any) -> None:
+def test_nothing_is_lost_across_a_sigkill_restart(servers: Servers) -> None:
     survives_restart(servers, signal.SIGKILL)

@@ -467,8 +467,12 @@ class KafkaEventStore:
         """Create the index tables and the topic if missing, start the producer, publish
         what a crashed writer left in the outbox, and keep sweeping it."""
         await self._index()
-        with unavailable_as_port_error("Kafka"):
-            await self._kafka()
+        try:
+            with unavailable_as_port_error("Kafka"):
+                await self._kafka()
+        except EventStoreUnavailable as exc:
+            # Serve anyway: /readyz says Kafka is down and commands answer 503 until it is back.
+            log.warning("Kafka not reachable at start: %s", exc)
         try:
             await self.republish_unpublished()
         except EventStoreUnavailable as exc:
@@ -487,8 +491,12 @@ class KafkaEventStore:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await self._reader.stop()
+            # aiokafka's fetch task can swallow the cancellation stop() sends it and never
+            # finish; wait() (unlike wait_for) gives up without awaiting that cancellation.
+            stopping = asyncio.ensure_future(self._reader.stop())
+            await asyncio.wait({stopping}, timeout=5)
+            if not stopping.done():
+                log.warning("Kafka reader did not stop within 5 s; leaving it behind")
             self._reader = None
         if self._producer is not None:
             await self._stop_producer(self._producer)

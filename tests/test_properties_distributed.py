@@ -24,11 +24,11 @@ from domain.events import Recorded
 from domain.ids import IdGenerator
 from projections.cassandra_store import CassandraReadStore
 from projections.registry import all_projectors
-from projections.sqlite_store import SqliteReadStore
 from streams.event_store import ConsistencyToken
 from streams.kafka_event_store import KafkaEventStore
 from streams.lanes import lane_name
 from tests.deployment import PARTITIONS, Deployment
+from tests.test_distributed import fold
 from tests.test_properties import HASHER, Actors, Model, check_against_model, play, script
 
 pytestmark = pytest.mark.distributed
@@ -66,17 +66,6 @@ async def read_log(events: KafkaEventStore) -> list[Recorded]:
             run += batch
         runs.append(run)
     return list(heapq.merge(*runs, key=lambda r: r.event.occurred_at))
-
-
-def fold(recorded: list[Recorded], folder: Path) -> SqliteReadStore:
-    views = SqliteReadStore(folder / f"fold-{uuid.uuid4().hex[:8]}.db")
-    projectors = all_projectors()
-    views.ensure_tables(t for p in projectors for t in p.tables)
-    with views.unit_of_work():
-        for r in recorded:
-            for projector in projectors:
-                views.apply(projector.project(r.event, views))
-    return views
 
 
 async def run_example(deployment: Deployment, steps: list, folder: Path) -> None:

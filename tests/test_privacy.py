@@ -229,3 +229,54 @@ def test_a_mute_hides_only_from_the_muters_home_feed(api: Api) -> None:
     for _ in range(2):
         assert api.ok("DELETE", "/v1/accounts/ben/mute", ana) == {"muting": False}
     assert ids(api.walk("/v1/feed", ana, limit=2)) == [posts[3]["id"]] + bens
+
+
+def test_a_follow_racing_a_block_is_undone(tmp_path) -> None:
+    """The block lands between the follow command's check and its append (the store
+    below runs the block right before the follow's append): the follow command sees the
+    block after appending, undoes its follow and refuses. Real SQLite log; only the
+    interleaving is arranged."""
+    import asyncio
+
+    import pytest
+
+    from commands import accounts, social
+    from commands.context import Actor, CommandContext
+    from domain.aggregates import NOT_FOLLOWING, follow_stream, fold_follow
+    from domain.errors import NotAllowed
+    from domain.ids import IdGenerator
+    from streams.sqlite_event_store import SqliteEventStore
+    from tests.test_properties import HASHER
+
+    class BlockFirst:
+        """The real store; before the first append to a follow stream, run `before`."""
+
+        def __init__(self, inner: SqliteEventStore) -> None:
+            self.inner, self.before = inner, None
+
+        def __getattr__(self, name: str):
+            return getattr(self.inner, name)
+
+        async def append(self, stream: str, *args, **kwargs):
+            if stream.startswith("follow-") and self.before is not None:
+                before, self.before = self.before, None
+                await before()
+            return await self.inner.append(stream, *args, **kwargs)
+
+    async def scenario(private: bool) -> str:
+        store = SqliteEventStore(tmp_path / f"events-{private}.db", durable=False)
+        plain = CommandContext(store, IdGenerator(3), HASHER)
+        racing = BlockFirst(store)
+        ctx = CommandContext(racing, IdGenerator(4), HASHER)  # type: ignore[arg-type]
+        ana = (await accounts.register_account(plain, "ana", "password123", None)).value
+        ben = (await accounts.register_account(plain, "ben", "password123", None)).value
+        if private:
+            await accounts.update_profile(plain, Actor(ana), accounts.ProfileChanges(private=True))
+        racing.before = lambda: social.block(plain, Actor(ana), ben)
+        with pytest.raises(NotAllowed, match="ana has blocked you"):
+            await social.follow(ctx, Actor(ben), ana)
+        state, _ = await plain.load(follow_stream(ben, ana), fold_follow)
+        return state
+
+    assert asyncio.run(scenario(False)) == NOT_FOLLOWING  # a follow, undone
+    assert asyncio.run(scenario(True)) == NOT_FOLLOWING  # a request, withdrawn

@@ -12,7 +12,7 @@ from domain.events import AccountRegistered, format_time
 from projections import queries, visibility
 
 from api import schemas
-from api.http import JSONResponse, ActorDep, fresh_account, BackendDep, Consistent, HttpError, Paging, SignedIn, Viewer, command_answer, page
+from api.http import ActorDep, JSONResponse, fresh_account, BackendDep, Consistent, HttpError, Paging, SignedIn, Viewer, command_answer, page
 from api.presenters import account_json, post_json
 from api.wiring import Backend
 
@@ -88,7 +88,7 @@ async def me(account_id: SignedIn, backend: BackendDep) -> Response:
     found = await backend.query(queries.account_by_id, int(account_id))
     if found is None:
         return account_json(await fresh_account(backend, account_id))  # type: ignore[return-value]
-    return JSONResponse(account_json(found))  # sent as is: the relationship fields only when known
+    return account_json(found)  # type: ignore[return-value]
 
 
 @router.patch("/accounts/me", response_model=schemas.Account)

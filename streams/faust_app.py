@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import traceback
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ BUNDLE = b"B"  # a bundle: one lane's events of one router batch, then its water
 BUNDLE_BYTES = 256 * 1024  # well under Kafka's 1 MB message limit; bigger bundles are split
 ROUTE_BATCH, ROUTE_WITHIN = 2000, 0.05
 PROJECT_BATCH, PROJECT_WITHIN = 100, 0.05  # messages (bundles) per lane batch
+RETRIES = 3
 
 
 def projection_topic(source: str, projector: Projector) -> str:
@@ -205,14 +208,41 @@ class LaneApplier:
             handled = [(e.event, e) for e in group if e.event is not None and self.projector.handles(e.event)]
             if handled:
                 decoded.append(handled)
-        plans = plan_batch(self.projector, decoded, self.store)
-        for group_plan in plans:
-            for plan in group_plan:
-                if plan.error is not None:
-                    self._park(plan.source, plan.error)
-        self.store.apply_groups([[p.writes for p in group_plan if p.error is None] for group_plan in plans])
+        try:
+            plans = plan_batch(self.projector, decoded, self.store)
+            for group_plan in plans:
+                for plan in group_plan:
+                    if plan.error is not None:
+                        self._park(plan.source, plan.error)
+            self.store.apply_groups([[p.writes for p in group_plan if p.error is None] for group_plan in plans])
+        except ReadStoreUnavailable:
+            raise  # not the events' fault: the batch waits and is retried whole
+        except Exception:
+            # Cassandra refused something (a value too big, a key it cannot bind): find
+            # the event at fault by going one event at a time, as the batch would have.
+            log.exception("projection %s: batch failed; applying its events one by one", self.projector.name)
+            for group in decoded:
+                for event, entry in group:
+                    self._apply_alone(event, entry)
         if checkpoints:
             self.store.save_checkpoints(checkpoints)
+
+    def _apply_alone(self, event: Event, entry: LaneEntry) -> None:
+        error: str | None = None
+        for attempt in range(RETRIES):
+            try:
+                (plan,) = plan_batch(self.projector, [[(event, entry)]], self.store)[0]
+                if plan.error is None:
+                    self.store.apply(plan.writes)
+                    return
+                error = plan.error
+                break
+            except ReadStoreUnavailable:
+                raise
+            except Exception as exc:  # a poison event must not stop the lane
+                error = "".join(traceback.format_exception_only(exc)).strip()
+                time.sleep(0.05 * (attempt + 1))
+        self._park(entry, error or "failed")
 
     def _park(self, entry: LaneEntry, error: str) -> None:
         event = entry.event

@@ -33,6 +33,7 @@ Topology (all topics have the events topic's partition count):
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 import traceback
@@ -106,19 +107,21 @@ def _plain_marks(marks: dict[str, Any]) -> Marks:
     return {int(p): (int(o), t) for p, (o, t) in marks.items()}
 
 
-def encode_bundles(entries: Sequence[tuple[bytes, int, int, bytes]], reached: Marks | None) -> list[bytes]:
-    """One lane's share of a router batch: (key, source partition, offset, event JSON)
-    entries in log order, then the watermark (in the last bundle). Event bodies are
-    embedded as they are (orjson.Fragment), not parsed and re-encoded."""
+def encode_bundles(entries: Sequence[tuple[bytes, int, int, bytes, bool]], reached: Marks | None) -> list[bytes]:
+    """One lane's share of a router batch: (key, source partition, offset, event JSON,
+    whether it decoded) entries in log order, then the watermark (in the last bundle).
+    Event bodies are embedded as they are (orjson.Fragment), not parsed and re-encoded;
+    a body that is not an event travels base64-encoded, to be parked as it was."""
     bundles: list[bytes] = []
     chunk: list[Any] = []
     size = 0
-    for key, partition, offset, body in entries:
+    for key, partition, offset, body, decoded in entries:
         if chunk and size + len(body) > BUNDLE_BYTES:
             bundles.append(BUNDLE + orjson.dumps({"e": chunk}))
             chunk, size = [], 0
-        chunk.append([key.decode(), partition, offset, orjson.Fragment(body)])
-        size += len(body) + len(key) + 32
+        embedded = orjson.Fragment(body) if decoded else None
+        chunk.append([key.decode(), partition, offset, embedded] + ([] if decoded else [base64.b64encode(body).decode()]))
+        size += len(body) * (1 if decoded else 2) + len(key) + 32
     doc: dict[str, Any] = {"e": chunk}
     if reached:
         doc["w"] = {str(p): [o, t] for p, (o, t) in reached.items()}
@@ -147,7 +150,10 @@ def decode_lane_message(value: bytes, lane_partition: int, lane_offset: int, key
         return [_entry((key or b"").decode(), lane_partition, lane_offset, value)], {}
     doc = orjson.loads(value[1:])
     entries = []
-    for entry_key, partition, offset, body in doc.get("e", ()):
+    for entry_key, partition, offset, body, *raw in doc.get("e", ()):
+        if raw:  # the router could not decode it either
+            entries.append(_entry(entry_key, partition, offset, base64.b64decode(raw[0])))
+            continue
         try:
             event = event_from_plain(body)
         except EventDecodeError as exc:
@@ -337,7 +343,7 @@ def create_app(
                 if event is None or p.handles(event):
                     key = p.key(event).encode() if event is not None else b""
                     shares[(p.name, lane_of(key, topology.partitions))].append(
-                        (key, message.partition, message.offset, message.value)
+                        (key, message.partition, message.offset, message.value, event is not None)
                     )
         pending = []
         for p in projectors:

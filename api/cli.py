@@ -1,6 +1,7 @@
 """The `photostream` command."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -128,14 +129,14 @@ def worker(threads: int | None, log_level: str | None) -> None:
 
     from projections.cassandra_store import CassandraReadStore
     from projections.registry import ProjectionSettings, all_projectors
-    from streams.faust_app import KafkaTopology, create_app
+    from streams.faust_app import KafkaTopology, create_app, create_lane_topics
 
     _migrate(settings)
     projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
+    topology = KafkaTopology.from_url(settings.event_store)
+    asyncio.run(create_lane_topics(topology, projectors))
     store = CassandraReadStore.from_url(settings.read_store)
-    app = create_app(
-        KafkaTopology.from_url(settings.event_store), projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads
-    )
+    app = create_app(topology, projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads)
     Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
@@ -150,7 +151,6 @@ def migrate() -> None:
 
 
 def _migrate(settings: Settings) -> str:
-    import asyncio
 
     from api.wiring import open_backend
 

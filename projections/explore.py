@@ -110,6 +110,8 @@ class Explore(Projector):
         writes: list[Write] = [DeletePartition(EXPLORE_ENGAGEMENT, {"post_id": post_id})]
         if state is not None and state["rank"]:
             writes.append(Delete(EXPLORE_RANKING, {"day": day_of(post_id), "shard": shard_of(post_id), "rank": state["rank"]}))
+        if state is None and term("p", post_id, event.occurred_at) is None:
+            return writes  # out of the window (maybe cleaned up already): nothing to keep
         # Kept as a tombstone so that a like delivered late cannot bring the post back.
         writes += _touch(state, post_id)
         writes.append(Upsert(EXPLORE_POSTS, {"post_id": post_id, "author_id": int(e.author_id), "deleted": True, "score": 0, "rank": None}))

@@ -66,6 +66,8 @@ WORD_POSTS = Table(
 WORD_BUCKETS = Table("search_word_buckets", {"word": "text", "bucket": "int"}, ("word",), "bucket", descending=True)
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
+# Letters with no decomposition that people type without their stroke or ligature.
+_PLAIN_LETTERS = str.maketrans({"ø": "o", "ł": "l", "đ": "d", "ħ": "h", "ı": "i", "æ": "ae", "œ": "oe", "þ": "th", "ð": "d"})
 
 
 # ----- folding -------------------------------------------------------------------------
@@ -74,7 +76,7 @@ _WORD_RE = re.compile(r"\w+", re.UNICODE)
 def fold(text: str) -> str:
     """Case folded, without accents or other combining marks, NFC: what is indexed and
     what is looked up. Casefold first: it can itself produce combining marks (İ)."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_PLAIN_LETTERS))
     return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.category(ch).startswith("M")))
 
 

@@ -3,9 +3,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from streams.event_store import ConsistencyToken
 from tests.support import Api, User
+
+
+class MergingApi(Api):
+    """A client that reads after *all* its writes: a token only names the log partitions
+    of its own command, so a client that wrote to several streams sends the merge."""
+
+    def request(self, method: str, path: str, user: User | None = None, **kwargs: Any) -> httpx.Response:
+        before = self.token
+        response = super().request(method, path, user, **kwargs)
+        if before and self.token and self.token != before:
+            merged = ConsistencyToken.decode(before).merge(ConsistencyToken.decode(self.token))
+            self.token = merged.encode()
+        return response
+
+
+@pytest.fixture
+def api(client: TestClient) -> Api:
+    return MergingApi(client)
 
 
 def names(items: list[dict[str, Any]]) -> list[str]:

@@ -58,7 +58,7 @@ def _setup(base: str, suffix: str) -> tuple[dict[str, str], str, str]:
     return names, post["id"], last
 
 
-def test_explore_search_and_suggestions(server: str, browser) -> None:
+def test_explore_search_and_suggestions(server: str, browser, screenshots_dir) -> None:
     expect = _expect()
     expect.set_options(timeout=15_000)
     suffix = str(int(time.time() * 1000))[-6:]
@@ -77,12 +77,14 @@ def test_explore_search_and_suggestions(server: str, browser) -> None:
         # The explore grid shows finn's liked post.
         page.goto(f"{server}/#/explore")
         expect(page.locator(f'.explore-grid .grid-item[data-post-id="{post_id}"]')).to_be_visible()
+        page.screenshot(path=str(screenshots_dir / "explore-desktop.png"))
 
         # Search: nothing typed yet suggests gus (followed by finn, whom erin follows).
         page.goto(f"{server}/#/search")
         suggested = page.locator(".search-results .suggestions-section")
         expect(suggested.locator(".account-username")).to_have_text([names["gus"]])
         expect(suggested).to_contain_text("Followed by 1 person you follow")
+        page.screenshot(path=str(screenshots_dir / "search-suggestions-desktop.png"))
 
         # Typing finds people by a prefix of their name, accents folded, as you type.
         box = page.get_by_role("combobox")
@@ -98,6 +100,7 @@ def test_explore_search_and_suggestions(server: str, browser) -> None:
         box.press_sequentially(f"#SUNSET{suffix[:3]}", delay=30)
         expect(page.locator(".search-results .account-username")).to_have_text([f"#sunset{suffix}"])
         expect(page.locator(".search-results")).to_contain_text("1 post")
+        page.screenshot(path=str(screenshots_dir / "search-tags-desktop.png"))
 
         # Posts by the words of their captions.
         page.get_by_role("tab", name="Posts").click()
@@ -110,6 +113,7 @@ def test_explore_search_and_suggestions(server: str, browser) -> None:
         profile = page.locator(".profile-suggestions")
         expect(profile.locator(".account-username")).to_have_text([names["gus"]])
         expect(profile.get_by_role("button", name="Follow", exact=True)).to_be_visible()
+        page.screenshot(path=str(screenshots_dir / "profile-suggestions-desktop.png"))
     finally:
         ctx.close()
     assert not errors, "\n".join(errors)

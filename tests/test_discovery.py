@@ -45,7 +45,10 @@ def search(api: Api, q: str, type: str = "accounts", limit: int = 100, user: Use
         params: dict[str, Any] = {"q": q, "type": type, "limit": limit}
         if cursor:
             params["cursor"] = cursor
-        body = api.ok("GET", "/v1/search", user, params=params)
+        response = api.request("GET", "/v1/search", user, params=params)
+        assert response.status_code == 200, response.text
+        assert response.headers.get("x-consistency") != "stale", "the read models did not catch up in time"
+        body = response.json()
         items += body["items"]
         cursor = body["next_cursor"]
         if cursor is None:

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from domain.events import CommentAdded, CommentDeleted, Event, Liked, PostCreated, PostDeleted, Unliked
 from domain.ids import EPOCH_MS, SEQUENCE_BITS, WORKER_BITS
 from projections import queries
-from projections.discovery_filter import hidden_from_discovery
+from projections import discovery_filter
 from projections.paging import filtered_page
 from projections.projector import Projector, on
 from projections.store import Delete, DeletePartition, ReadView, Row, Table, Upsert, Write
@@ -210,7 +210,7 @@ def explore_page(view: ReadView, viewer: int | None, now: datetime, cursor: str 
 
     def keep(rows: list[Row]) -> list[queries.PostView | None]:
         wanted = [r for r in rows if r["author_id"] != viewer and post_time_ms(r["post_id"]) >= oldest]
-        hidden = hidden_from_discovery(view, viewer, {r["author_id"] for r in wanted})
+        hidden = discovery_filter.hidden_from_discovery(view, viewer, {r["author_id"] for r in wanted})
         ids = [r["post_id"] for r in wanted if r["author_id"] not in hidden]
         found = {p.id: p for p in queries.posts_by_id(view, ids, viewer)}
         return [found.get(r["post_id"]) for r in rows]

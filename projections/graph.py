@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from projections import queries
-from projections.discovery_filter import hidden_from_discovery
+from projections import discovery_filter
 from projections.followers import FOLLOWERS
 from projections.following import FOLLOWING
 from projections.store import ReadView
@@ -46,7 +46,7 @@ def suggestions(view: ReadView, account_id: int, viewer: int | None, offset: int
     for followee in follows:
         counts.update(_following(view, followee, SUGGESTION_LIST_MAX))
     ranked = [a for a, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if a != account_id and a not in already]
-    hidden = hidden_from_discovery(view, viewer, ranked)
+    hidden = discovery_filter.hidden_from_discovery(view, viewer, ranked)
     ranked = [a for a in ranked if a not in hidden]
     chosen = ranked[offset : offset + limit]
     found = queries.accounts_by_id(view, chosen)
@@ -60,11 +60,11 @@ class FollowPath:
     complete: bool  # False: a bound (visits, list length) was hit, so a path may exist
 
 
-def shortest_path(view: ReadView, start: int, end: int, max_depth: int) -> FollowPath:
+def shortest_path(view: ReadView, start: int, end: int, max_depth: int, viewer: int | None = None) -> FollowPath:
     """The shortest chain start -> a -> b -> ... -> end where each arrow is a follow, of
     at most max_depth follows: breadth first from both ends at once (following lists
     forward from start, follower lists backward from end), one whole level at a time,
-    always growing the smaller side."""
+    always growing the smaller side. Accounts hidden from the viewer are not walked."""
     if start == end:
         return FollowPath([start], True)
     parents_f: dict[int, int | None] = {start: None}  # node -> the node that reached it
@@ -80,7 +80,10 @@ def shortest_path(view: ReadView, start: int, end: int, max_depth: int) -> Follo
         for node in frontier:
             neighbours = _following(view, node) if forward else _followers(view, node)
             complete = complete and len(neighbours) < LIST_MAX
+            hidden = discovery_filter.hidden_from_discovery(view, viewer, neighbours)
             for other in neighbours:
+                if other in hidden:
+                    continue
                 if other in parents:
                     continue
                 parents[other] = node

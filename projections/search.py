@@ -27,7 +27,7 @@ from typing import Iterable
 from domain.events import AccountRegistered, Event, Followed, PostCreated, PostDeleted, PostEdited, ProfileUpdated, Unfollowed
 from domain.rules import USERNAME_RE
 from projections import queries
-from projections.discovery_filter import hidden_from_discovery
+from projections import discovery_filter
 from projections.paging import filtered_page
 from projections.posts_by_tag import bucket_of
 from projections.projector import Projector, on
@@ -249,7 +249,7 @@ def search_accounts(view: ReadView, q: str, viewer: int | None, cursor: str | No
     A cursor of "" means: the exact match was given, the ranked list starts next."""
     term = account_term(q)
     exact_id = queries.account_id_by_username(view, term) if USERNAME_RE.fullmatch(term) else None
-    if exact_id is not None and exact_id in hidden_from_discovery(view, viewer, [exact_id]):
+    if exact_id is not None and exact_id in discovery_filter.hidden_from_discovery(view, viewer, [exact_id]):
         exact_id = None
     items: list[queries.AccountView] = []
     if cursor is None and exact_id is not None:
@@ -265,7 +265,7 @@ def search_accounts(view: ReadView, q: str, viewer: int | None, cursor: str | No
 
     def keep(rows: list[Row]) -> list[queries.AccountView | None]:
         wanted = [r for r in rows if r["account_id"] != exact_id and any(n.startswith(term) for n in r["names"])]
-        hidden = hidden_from_discovery(view, viewer, [r["account_id"] for r in wanted])
+        hidden = discovery_filter.hidden_from_discovery(view, viewer, [r["account_id"] for r in wanted])
         ids = [r["account_id"] for r in wanted if r["account_id"] not in hidden]
         found = dict(zip(ids, queries.accounts_by_id(view, ids)))
         return [found.get(r["account_id"]) for r in rows]
@@ -322,7 +322,7 @@ def search_posts(view: ReadView, q: str, viewer: int | None, cursor: int | None,
     def keep(rows: list[Row]) -> list[queries.PostView | None]:
         checks = view.get_many(POST_WORDS, [{"post_id": r["post_id"], "word": w} for r in rows for w in others])
         wanted = [r for n, r in enumerate(rows) if all(checks[n * len(others) : (n + 1) * len(others)])]
-        hidden = hidden_from_discovery(view, viewer, {r["author_id"] for r in wanted})
+        hidden = discovery_filter.hidden_from_discovery(view, viewer, {r["author_id"] for r in wanted})
         ids = [r["post_id"] for r in wanted if r["author_id"] not in hidden]
         found = {p.id: p for p in queries.posts_by_id(view, ids, viewer)}
         return [found.get(r["post_id"]) for r in rows]

@@ -414,3 +414,46 @@ def test_search_answers_the_same_on_sqlite_and_cassandra(cassandra_views: Any, e
         expected = search_answers(sqlite, events, page)
         assert search_answers(cassandra_views, events, page) == expected
         assert any(expected.values()), "the world must find something"
+
+
+# ----- the one visibility hook is honoured by every discovery query --------------------
+
+
+def test_every_discovery_query_drops_what_the_visibility_hook_hides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Privacy and blocking will be wired into discovery_filter.hidden_from_discovery
+    alone: every discovery answer must go through it, for the reader asking."""
+    from projections import discovery_filter
+
+    ana, ben, cat = (id_at(NOW) for _ in range(3))
+    post_ben, post_cat = id_at(NOW), id_at(NOW)
+    events = [ev(AccountRegistered(i, n, n.title(), "h"), f"account-{i}") for i, n in ((ana, "ana"), (ben, "bea"), (cat, "bec"))]
+    events += [ev(Followed(ana, ben, id_at(NOW)), "f1"), ev(Followed(ben, cat, id_at(NOW)), "f2"), ev(Followed(ana, cat, id_at(NOW)), "f3")]
+    events += [ev(Followed(cat, ana, id_at(NOW)), "f4"), ev(Followed(ben, ana, id_at(NOW)), "f5")]
+    events += [ev(PostCreated(p, a, "sunny #day", (media(),), ("day",), ()), f"post-{p}") for p, a in ((post_ben, ben), (post_cat, cat))]
+    with tempfile.TemporaryDirectory() as tmp:
+        view = sqlite_store(tmp)
+        fold_into(view, events)
+        reader = int(ana)
+        before = (
+            [a.username for a in search_accounts(view, "be", reader, None, 10)[0]],
+            [p.id for p in search_posts(view, "sunny", reader, None, 10)[0]],
+            [p.id for p in ex.explore_page(view, reader, NOW, None, 10)[0]],
+            [s.account.username for s in suggestions(view, int(cat), reader, 0, 10)[0]],
+            shortest_path(view, int(cat), int(ben), 6, reader).path,
+        )
+        assert before == (["bec", "bea"], [int(post_cat), int(post_ben)], [int(post_cat), int(post_ben)], ["bea"], [int(cat), int(ana), int(ben)])
+
+        asked: list[int | None] = []
+
+        def hide_ben(view: Any, viewer: int | None, account_ids: Any) -> set[int]:
+            asked.append(viewer)
+            return {a for a in account_ids if a == int(ben)}
+
+        monkeypatch.setattr(discovery_filter, "hidden_from_discovery", hide_ben)
+        assert [a.username for a in search_accounts(view, "be", reader, None, 10)[0]] == ["bec"]
+        assert [a.username for a in search_accounts(view, "bea", reader, None, 10)[0]] == []
+        assert [p.id for p in search_posts(view, "sunny", reader, None, 10)[0]] == [int(post_cat)]
+        assert [p.id for p in ex.explore_page(view, reader, NOW, None, 10)[0]] == [int(post_cat)]
+        assert suggestions(view, int(cat), reader, 0, 10)[0] == []
+        assert shortest_path(view, int(cat), int(ben), 6, reader).path == []
+        assert set(asked) == {reader}

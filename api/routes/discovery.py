@@ -128,6 +128,7 @@ async def who_to_follow(username: str, backend: BackendDep, viewer: Viewer, limi
 @router.get("/graph/path", response_model=schemas.FollowPath, responses={404: {"model": schemas.Problem}}, dependencies=[Consistent])
 async def follow_path(
     backend: BackendDep,
+    viewer: Viewer,
     from_: Annotated[str, Query(alias="from", max_length=64, description="username where the path starts")],
     to: Annotated[str, Query(max_length=64, description="username where it ends")],
     max_depth: Annotated[int, Query(ge=1, le=PATH_DEPTH_MAX, description=f"most follows in the path, 1 to {PATH_DEPTH_MAX}")] = PATH_DEPTH_MAX,
@@ -136,7 +137,7 @@ async def follow_path(
     follows b, ..., which follows to), if there is one of at most max_depth follows."""
     start = await _account(backend, from_, "account (from)")
     end = await _account(backend, to, "account (to)")
-    found = await backend.query(shortest_path, start.id, end.id, max_depth)
+    found = await backend.query(shortest_path, start.id, end.id, max_depth, int(viewer) if viewer else None)
     accounts = await backend.query(queries.accounts_by_id, found.path)
     path = [account_json(a) for a in accounts if a is not None]
     body: dict[str, Any] = {

@@ -21,6 +21,9 @@ class MergingApi(Api):
         if before and self.token and self.token != before:
             merged = ConsistencyToken.decode(before).merge(ConsistencyToken.decode(self.token))
             self.token = merged.encode()
+        # A stale read answers from read models that had not caught up: say so, rather
+        # than fail later on an answer that is merely old.
+        assert response.headers.get("x-consistency") != "stale", f"{method} {path}: the read models did not catch up in time"
         return response
 
 
@@ -45,10 +48,7 @@ def search(api: Api, q: str, type: str = "accounts", limit: int = 100, user: Use
         params: dict[str, Any] = {"q": q, "type": type, "limit": limit}
         if cursor:
             params["cursor"] = cursor
-        response = api.request("GET", "/v1/search", user, params=params)
-        assert response.status_code == 200, response.text
-        assert response.headers.get("x-consistency") != "stale", "the read models did not catch up in time"
-        body = response.json()
+        body = api.ok("GET", "/v1/search", user, params=params)
         items += body["items"]
         cursor = body["next_cursor"]
         if cursor is None:

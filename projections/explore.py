@@ -210,7 +210,7 @@ def explore_page(view: ReadView, viewer: int | None, now: datetime, cursor: str 
 
     def keep(rows: list[Row]) -> list[queries.PostView | None]:
         wanted = [r for r in rows if r["author_id"] != viewer and post_time_ms(r["post_id"]) >= oldest]
-        hidden = discovery_filter.hidden_from_discovery(view, viewer, {r["author_id"] for r in wanted})
+        hidden = discovery_filter.hidden_post_authors(view, viewer, {r["author_id"] for r in wanted})
         ids = [r["post_id"] for r in wanted if r["author_id"] not in hidden]
         found = {p.id: p for p in queries.posts_by_id(view, ids, viewer)}
         return [found.get(r["post_id"]) for r in rows]

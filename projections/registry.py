@@ -7,6 +7,7 @@ from projections.accounts import Accounts
 from projections.comments import Comments
 from projections.explore import Explore
 from projections.followers import Followers
+from projections.follow_requests import FollowRequests
 from projections.following import Following
 from projections.home_timeline import HomeTimeline
 from projections.likes import Likes
@@ -16,6 +17,7 @@ from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
 from projections.search import Search
 from projections.store import Table
+from projections.visibility import Visibility
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         PostsByTag(),
         Likes(),
         Comments(),
+        FollowRequests(),
+        Visibility(),
         Search(),
         Explore(),
         HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),

@@ -322,7 +322,7 @@ def search_posts(view: ReadView, q: str, viewer: int | None, cursor: int | None,
     def keep(rows: list[Row]) -> list[queries.PostView | None]:
         checks = view.get_many(POST_WORDS, [{"post_id": r["post_id"], "word": w} for r in rows for w in others])
         wanted = [r for n, r in enumerate(rows) if all(checks[n * len(others) : (n + 1) * len(others)])]
-        hidden = discovery_filter.hidden_from_discovery(view, viewer, {r["author_id"] for r in wanted})
+        hidden = discovery_filter.hidden_post_authors(view, viewer, {r["author_id"] for r in wanted})
         ids = [r["post_id"] for r in wanted if r["author_id"] not in hidden]
         found = {p.id: p for p in queries.posts_by_id(view, ids, viewer)}
         return [found.get(r["post_id"]) for r in rows]

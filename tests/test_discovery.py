@@ -261,3 +261,20 @@ def test_hashtags_keep_unicode_words_whole(api: Api, caption: str, tag: str) -> 
     assert post["tags"] == [tag]
     assert ids(api.walk(f"/v1/tags/{tag}/posts")) == [post["id"]]
     assert search(api, tag, "tags") == [{"name": tag, "post_count": 1}]
+
+
+def test_discovery_hides_private_posts_and_blocked_accounts(api: Api) -> None:
+    ana, ben, cat = api.sign_up("ana"), api.sign_up("ben"), api.sign_up("cat")
+    secret = api.post(ben, "secret beach")
+    open_post = api.post(cat, "open beach")
+    api.ok("PATCH", "/v1/accounts/me", ben, json={"private": True})
+    # A private account is found by name; its posts only by approved followers.
+    assert names(search(api, "be", user=ana)) == ["ben"]
+    assert ids(search(api, "beach", "posts", user=ana)) == [open_post["id"]]
+    assert ids(api.walk("/v1/explore", ana)) == [open_post["id"]]
+    assert ids(search(api, "beach", "posts", user=ben)) == [open_post["id"], secret["id"]]
+    # A block hides each from the other, as accounts and as authors.
+    api.ok("POST", "/v1/accounts/cat/block", ana)
+    assert search(api, "cat", user=ana) == [] and search(api, "ana", user=cat) == []
+    assert ids(api.walk("/v1/explore", ana)) == [] and ids(search(api, "beach", "posts", user=ana)) == []
+    assert names(search(api, "cat", user=ben)) == ["cat"]

@@ -420,8 +420,8 @@ def test_search_answers_the_same_on_sqlite_and_cassandra(cassandra_views: Any, e
 
 
 def test_every_discovery_query_drops_what_the_visibility_hook_hides(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Privacy and blocking will be wired into discovery_filter.hidden_from_discovery
-    alone: every discovery answer must go through it, for the reader asking."""
+    """Privacy and blocking reach discovery through discovery_filter's two hooks alone:
+    every discovery answer must go through them, for the reader asking."""
     from projections import discovery_filter
 
     ana, ben, cat = (id_at(NOW) for _ in range(3))
@@ -450,6 +450,7 @@ def test_every_discovery_query_drops_what_the_visibility_hook_hides(monkeypatch:
             return {a for a in account_ids if a == int(ben)}
 
         monkeypatch.setattr(discovery_filter, "hidden_from_discovery", hide_ben)
+        monkeypatch.setattr(discovery_filter, "hidden_post_authors", hide_ben)
         assert [a.username for a in search_accounts(view, "be", reader, None, 10)[0]] == ["bec"]
         assert [a.username for a in search_accounts(view, "bea", reader, None, 10)[0]] == []
         assert [p.id for p in search_posts(view, "sunny", reader, None, 10)[0]] == [int(post_cat)]

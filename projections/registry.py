@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from projections.accounts import Accounts
 from projections.comments import Comments
+from projections.explore import Explore
 from projections.followers import Followers
 from projections.follow_requests import FollowRequests
 from projections.following import Following
@@ -14,6 +15,7 @@ from projections.posts import Posts
 from projections.posts_by_author import PostsByAuthor
 from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
+from projections.search import Search
 from projections.store import Table
 from projections.visibility import Visibility
 
@@ -38,6 +40,8 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         Comments(),
         FollowRequests(),
         Visibility(),
+        Search(),
+        Explore(),
         HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),
     ]
 

@@ -127,11 +127,12 @@ def worker(threads: int, log_level: str | None) -> None:
     from faust.worker import Worker
 
     from projections.cassandra_store import CassandraReadStore
-    from projections.registry import ProjectionSettings, all_projectors
+    from api.wiring import projection_settings
+    from projections.registry import all_projectors
     from streams.faust_app import KafkaTopology, create_app
 
     _migrate(settings)
-    projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
+    projectors = all_projectors(projection_settings(settings))
     store = CassandraReadStore.from_url(settings.read_store)
     app = create_app(
         KafkaTopology.from_url(settings.event_store), projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads

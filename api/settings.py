@@ -16,7 +16,11 @@ class Settings(BaseSettings):
     read_store: str = Field("", description="sqlite:///path or cassandra://host:port/keyspace")
     media_store: str = Field("", description="file:///path or s3://ACCESS:SECRET@host:port/bucket")
     secret_key: str = Field("", description="signs bearer tokens; generated into the data dir when empty")
-    celebrity_threshold: int = Field(10_000, ge=1)
+    celebrity_threshold: int = Field(10_000, ge=1, description="followers from which an author's posts are pulled, not pushed")
+    celebrity_hysteresis: float = Field(
+        0.1, ge=0, lt=1, description="a celebrity is pushed again only below threshold x (1 - this)"
+    )
+    celebrity_sources: int = Field(50, ge=1, le=1000, description="most celebrities one feed read merges")
     timeline_max: int = Field(800, ge=10, le=100_000)
     inactive_days: int = Field(30, ge=1)
     token_ttl_days: int = Field(30, ge=1, le=365)

@@ -141,6 +141,15 @@ class Unfollowed(DomainEvent):
     followee_id: str
 
 
+@dataclass(frozen=True)
+class TimelineRebuildRequested(DomainEvent):
+    """A reader whose home timeline was left behind while they were away opened their
+    feed: the home_timeline projector rebuilds it (and counts the reader as seen)."""
+
+    TYPE: ClassVar[str] = "TimelineRebuildRequested"
+    reader_id: str
+
+
 # ----- engagement --------------------------------------------------------------------
 
 
@@ -190,6 +199,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         PostDeleted,
         Followed,
         Unfollowed,
+        TimelineRebuildRequested,
         Liked,
         Unliked,
         CommentAdded,

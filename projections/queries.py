@@ -10,6 +10,7 @@ from projections.followers import FOLLOWERS
 from projections.following import FOLLOWING
 from projections.likes import LIKES
 from projections.posts import POSTS
+from projections.post_cache import PostCache
 from projections.posts_by_author import POST_COUNTS, POSTS_BY_AUTHOR
 from projections.store import ReadView, Row
 
@@ -102,16 +103,32 @@ def account_by_username(view: ReadView, username: str) -> AccountView | None:
     return account_by_id(view, account_id) if account_id is not None else None
 
 
-def posts_by_id(view: ReadView, ids: list[int], viewer: int | None) -> list[PostView]:
-    """Hydrate post ids into posts, in the given order, skipping posts that are gone."""
-    rows = [r for r in view.get_many(POSTS, [{"post_id": i} for i in ids]) if r is not None]
+def posts_by_id(view: ReadView, ids: list[int], viewer: int | None, cache: PostCache | None = None) -> list[PostView]:
+    """Hydrate post ids into posts, in the given order, skipping posts that are gone.
+    With a cache (the feed), contents, stats and authors come from it where it has them."""
+    keys = [{"post_id": i} for i in ids]
+    if cache is None:
+        found = view.get_many(POSTS, keys)
+    else:
+        cache.refresh(view)
+        found = cache.contents.get_many(ids, lambda missing: view.get_many(POSTS, [{"post_id": i} for i in missing]))
+    rows = [r for r in found if r is not None]
     if not rows:
         return []
     post_ids = [r["post_id"] for r in rows]
     author_ids = list({r["author_id"] for r in rows})
-    authors = dict(zip(author_ids, accounts_by_id(view, author_ids)))
-    likes = _counts(view, LIKES.counts, "post_id", post_ids)
-    comments = _counts(view, COMMENT_COUNTS, "post_id", post_ids)
+
+    def load_stats(wanted: list[int]) -> list[tuple[int, int]]:
+        return list(zip(_counts(view, LIKES.counts, "post_id", wanted), _counts(view, COMMENT_COUNTS, "post_id", wanted)))
+
+    if cache is None:
+        authors = dict(zip(author_ids, accounts_by_id(view, author_ids)))
+        stats = load_stats(post_ids)
+    else:
+        authors = dict(zip(author_ids, cache.authors.get_many(author_ids, lambda missing: accounts_by_id(view, missing))))
+        stats = cache.stats.get_many(post_ids, load_stats)
+    likes = [s[0] for s in stats]
+    comments = [s[1] for s in stats]
     mine = (
         view.get_many(LIKES.index, [{"post_id": i, "account_id": viewer} for i in post_ids])
         if viewer is not None

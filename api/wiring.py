@@ -207,7 +207,7 @@ def projection_settings(settings: Settings) -> ProjectionSettings:
     return ProjectionSettings(
         timeline_max=settings.timeline_max,
         celebrity_threshold=settings.celebrity_threshold,
-        celebrity_demote=int(settings.celebrity_threshold * (1 - settings.celebrity_hysteresis)),
+        celebrity_demote=round(settings.celebrity_threshold * (1 - settings.celebrity_hysteresis)),
         pull_sources=settings.celebrity_sources,
         inactive_days=settings.inactive_days,
     )

@@ -175,6 +175,8 @@ def open_backend(
     trades the per-command fsync for speed; the caller flushes at the end."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     projectors = all_projectors(projection_settings(settings))
+    if settings.feed_read == "naive":  # the baseline keeps no timelines at all
+        projectors = [p for p in projectors if p.name != "home_timeline"]
     events, views, runner, threaded = _open_stores(settings, projectors, run_projections, bulk)
     media = open_media_store(settings.media_store)
     commands = CommandContext(

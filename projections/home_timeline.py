@@ -403,6 +403,13 @@ def _merge_followed(view: ReadView, reader: int, start_after: int | None, limit:
     return [r["post_id"] for r in view.scan_many(POSTS_BY_AUTHOR, authors, start_after=start_after, limit=limit)]
 
 
+def naive_feed_page(view: ReadView, reader: int, cursor: int | None, limit: int) -> FeedPage:
+    """The baseline design (fan-out on read): every followed author's posts merged per
+    request. Only the benchmark serves it (PHOTOSTREAM_FEED_READ=naive)."""
+    ids = _merge_followed(view, reader, cursor, limit)
+    return FeedPage(ids, ids[-1] if len(ids) == limit else None)
+
+
 def feed_page(view: ReadView, reader: int, cursor: int | None, limit: int) -> FeedPage:
     """One page of a reader's feed, newest first, and the next cursor (the last id).
 

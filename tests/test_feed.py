@@ -20,6 +20,7 @@ from api.app import create_app
 from api.settings import Settings
 from domain.events import utc_now
 from projections.home_timeline import HOME_TIMELINE, TIMELINE_STATE
+from streams.event_store import ConsistencyToken
 from tests.conftest import BACKENDS
 from tests.deployment import Deployment
 from tests.support import Api, User
@@ -64,9 +65,12 @@ def ids(items: list[dict[str, Any]]) -> list[str]:
     return [p["id"] for p in items]
 
 
-def timeline_rows(client: TestClient, reader: User) -> list[str]:
-    views = client.app.state.backend.views  # type: ignore[attr-defined]
-    return [str(r["post_id"]) for r in views.scan(HOME_TIMELINE, {"owner_id": int(reader.id)})]
+def timeline_rows(client: TestClient, reader: User, api: Api) -> list[str]:
+    """The reader's home_timeline rows, once the projections have the writes made so far."""
+    backend = client.app.state.backend  # type: ignore[attr-defined]
+    if api.token:
+        assert client.portal.call(backend.wait_for, ConsistencyToken.decode(api.token), 30), "projections lag"  # type: ignore[union-attr]
+    return [str(r["post_id"]) for r in backend.views.scan(HOME_TIMELINE, {"owner_id": int(reader.id)})]
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
@@ -86,28 +90,28 @@ def test_celebrities_are_pulled_at_once_and_demoted_only_below_the_hysteresis(ap
     api.follow(ana, "cel")
     api.follow(ben, "cel")
     p1 = api.post(cel, "ordinary")  # two followers: pushed
-    assert ids(api.walk("/v1/feed", ana)) == [p1["id"]] and timeline_rows(client, ana) == [p1["id"]]
+    assert ids(api.walk("/v1/feed", ana)) == [p1["id"]] and timeline_rows(client, ana, api) == [p1["id"]]
 
     api.follow(cy, "cel")  # three: a celebrity from now on
     p2 = api.post(cel, "famous")
     for reader in (ana, ben, cy):
         assert ids(api.walk("/v1/feed", reader)) == [p2["id"], p1["id"]]
-        assert p2["id"] not in timeline_rows(client, reader), "a celebrity's post was fanned out"
+        assert p2["id"] not in timeline_rows(client, reader, api), "a celebrity's post was fanned out"
 
     # Down to two followers: still above the demotion point (2), so still pulled.
     assert api.ok("DELETE", "/v1/accounts/cel/follow", cy) == {"following": False}
     p3 = api.post(cel, "still famous")
     assert ids(api.walk("/v1/feed", ana)) == [p3["id"], p2["id"], p1["id"]]
     assert api.walk("/v1/feed", cy) == []
-    assert p3["id"] not in timeline_rows(client, ana)
+    assert p3["id"] not in timeline_rows(client, ana, api)
 
     # Down to one: demoted; the one left gets the pulled posts pushed, and new ones too.
     assert api.ok("DELETE", "/v1/accounts/cel/follow", ben) == {"following": False}
     assert api.walk("/v1/feed", ben) == []
-    assert timeline_rows(client, ana) == [p3["id"], p2["id"], p1["id"]]
+    assert timeline_rows(client, ana, api) == [p3["id"], p2["id"], p1["id"]]
     p4 = api.post(cel, "ordinary again")
     assert ids(api.walk("/v1/feed", ana)) == [p4["id"], p3["id"], p2["id"], p1["id"]]
-    assert timeline_rows(client, ana)[0] == p4["id"]
+    assert timeline_rows(client, ana, api)[0] == p4["id"]
 
 
 def test_a_reader_pulls_a_bounded_number_of_celebrities_and_is_pushed_the_rest(api: Api, client: TestClient) -> None:
@@ -121,7 +125,7 @@ def test_a_reader_pulls_a_bounded_number_of_celebrities_and_is_pushed_the_rest(a
     for fan in fans:
         assert ids(api.walk("/v1/feed", fan, limit=1)) == expected
         # each fan pulls one star (the bound) and is pushed the other's posts
-        assert len(timeline_rows(client, fan)) == 1
+        assert len(timeline_rows(client, fan, api)) == 1
 
 
 def test_a_reader_away_for_days_gets_no_fanout_a_full_feed_and_then_a_rebuilt_timeline(api: Api, client: TestClient) -> None:
@@ -132,21 +136,21 @@ def test_a_reader_away_for_days_gets_no_fanout_a_full_feed_and_then_a_rebuilt_ti
     ana, ben = api.sign_up("ana"), api.sign_up("ben")
     api.follow(ana, "ben")
     old = api.post(ben, "three days ago")
-    assert timeline_rows(client, ana) == [old["id"]]
+    assert timeline_rows(client, ana, api) == [old["id"]]
     backend.commands.clock = utc_now
 
     fresh = api.post(ben, "today")  # ana has not been seen for three days: skipped
-    assert timeline_rows(client, ana) == [old["id"]], "fan-out wrote to an inactive reader"
-    views = backend.views
+    assert timeline_rows(client, ana, api) == [old["id"]], "fan-out wrote to an inactive reader"
+    views = backend.views  # (timeline_rows waited for the projections)
     assert views.get(TIMELINE_STATE, {"owner_id": int(ana.id)})["dormant"] is True
 
     # Her next read is complete at once (merged from the followed authors) ...
     assert ids(api.walk("/v1/feed", ana)) == [fresh["id"], old["id"]]
     # ... and it asked for a rebuild: the timeline fills, the mark goes.
-    eventually(lambda: timeline_rows(client, ana) == [fresh["id"], old["id"]], "the rebuild")
+    eventually(lambda: timeline_rows(client, ana, api) == [fresh["id"], old["id"]], "the rebuild")
     assert views.get(TIMELINE_STATE, {"owner_id": int(ana.id)})["dormant"] is False
     newer = api.post(ben, "pushed again")
-    assert timeline_rows(client, ana)[0] == newer["id"]
+    assert timeline_rows(client, ana, api)[0] == newer["id"]
     assert ids(api.walk("/v1/feed", ana)) == [newer["id"], fresh["id"], old["id"]]
 
 
@@ -219,4 +223,4 @@ def test_edits_and_deletes_reach_every_feed_and_the_post_cache(api: Api, client:
         "the cache dropping the edited and deleted posts",
         timeout=10,
     )
-    assert pushed["id"] not in timeline_rows(client, ana)
+    assert pushed["id"] not in timeline_rows(client, ana, api)

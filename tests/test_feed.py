@@ -65,11 +65,18 @@ def ids(items: list[dict[str, Any]]) -> list[str]:
     return [p["id"] for p in items]
 
 
-def timeline_rows(client: TestClient, reader: User, api: Api) -> list[str]:
-    """The reader's home_timeline rows, once the projections have the writes made so far."""
+def settle(client: TestClient, api: Api, timeout: float = 120) -> None:
+    """Wait until the projections have the writes made so far (longer than a request
+    waits: a worker that just started on a busy machine can take a while)."""
     backend = client.app.state.backend  # type: ignore[attr-defined]
     if api.token:
-        assert client.portal.call(backend.wait_for, ConsistencyToken.decode(api.token), 30), "projections lag"  # type: ignore[union-attr]
+        assert client.portal.call(backend.wait_for, ConsistencyToken.decode(api.token), timeout), "projections lag"  # type: ignore[union-attr]
+
+
+def timeline_rows(client: TestClient, reader: User, api: Api) -> list[str]:
+    """The reader's home_timeline rows, once the projections have the writes made so far."""
+    settle(client, api)
+    backend = client.app.state.backend  # type: ignore[attr-defined]
     return [str(r["post_id"]) for r in backend.views.scan(HOME_TIMELINE, {"owner_id": int(reader.id)})]
 
 
@@ -184,6 +191,7 @@ def test_a_cursor_holds_no_server_state_so_it_outlives_the_process(feed_settings
         reader, ana = api.sign_up("reader"), api.sign_up("ana")
         api.follow(reader, "ana")
         posts = [api.post(ana, f"p{n}")["id"] for n in range(5)]
+        settle(first, api)
         page = api.ok("GET", "/v1/feed", reader, params={"limit": 2})
         token = api.token
     with TestClient(create_app(feed_settings), raise_server_exceptions=False) as second:

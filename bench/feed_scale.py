@@ -11,8 +11,8 @@ Reed98 graph), in one run:
    kept) and, for --seconds:
    - wrk reads GET /v1/feed?limit=20 with --connections connections, rotating the
      tokens of --readers accounts (p50/p99, requests/s);
-   - a second wrk (1 connection) keeps a write mix going: posts by ordinary accounts
-     and likes (its rate is reported);
+   - a second wrk (1 connection) keeps a write mix going: posts by ordinary accounts,
+     likes and follows (its rate is reported; a follow of oneself answers 400, counted);
    - probes post as an ordinary author and as the biggest celebrity and poll a
      follower's feed (without a consistency token) until the post is there:
      post-to-feed freshness p50/p99.
@@ -194,14 +194,18 @@ end
 WRITE_LUA = """
 writers = {%s}
 posts = {%s}
+accounts = %d
 counter = 0
 math.randomseed(7)
 request = function()
   counter = counter + 1
   local w = writers[(counter %% #writers) + 1]
-  if counter %% 3 == 0 then
+  local kind = counter %% 6
+  if kind == 0 or kind == 3 then
     return wrk.format("POST", "/v1/posts", {["Authorization"] = "Bearer " .. w[1], ["Content-Type"] = "application/json"},
       '{"caption":"bench post #load","media_ids":["' .. w[2] .. '"]}')
+  elseif kind == 5 then
+    return wrk.format("POST", "/v1/accounts/user" .. math.random(0, accounts - 1) .. "/follow", {["Authorization"] = "Bearer " .. w[1]})
   end
   return wrk.format("POST", "/v1/posts/" .. posts[math.random(#posts)] .. "/like", {["Authorization"] = "Bearer " .. w[1]})
 end
@@ -339,7 +343,11 @@ def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespa
         read = wrk(url, READ_LUA % ",".join(f'"{tokens[r]}"' for r in readers), args.seconds, args.connections)
         write = wrk(
             url,
-            WRITE_LUA % (",".join(f'{{"{tokens[w]}","{seeded.media[w]}"}}' for w in writers), ",".join(f'"{p}"' for p in seeded.posts[:2000])),
+            WRITE_LUA % (
+                ",".join(f'{{"{tokens[w]}","{seeded.media[w]}"}}' for w in writers),
+                ",".join(f'"{p}"' for p in seeded.posts[:2000]),
+                graph.accounts,
+            ),
             args.seconds,
             1,
         )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from projections.accounts import Accounts
 from projections.comments import Comments
 from projections.followers import Followers
+from projections.follow_requests import FollowRequests
 from projections.following import Following
 from projections.home_timeline import HomeTimeline
 from projections.likes import Likes
@@ -15,6 +16,7 @@ from projections.posts_by_author import PostsByAuthor
 from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
 from projections.store import Table
+from projections.visibility import Visibility
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
             pull_sources=settings.pull_sources,
             inactive_days=settings.inactive_days,
         ),
+        FollowRequests(),
+        Visibility(),
     ]
 
 

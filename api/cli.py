@@ -131,7 +131,9 @@ def worker(threads: int, log_level: str | None) -> None:
     from streams.faust_app import KafkaTopology, create_app
 
     _migrate(settings)
-    projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
+    projectors = all_projectors(
+        ProjectionSettings(timeline_max=settings.timeline_max, notification_group_hours=settings.notification_group_hours)
+    )
     store = CassandraReadStore.from_url(settings.read_store)
     app = create_app(
         KafkaTopology.from_url(settings.event_store), projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads

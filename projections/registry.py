@@ -5,10 +5,12 @@ from dataclasses import dataclass
 
 from projections.accounts import Accounts
 from projections.comments import Comments
+from projections.conversations import Conversations
 from projections.followers import Followers
 from projections.following import Following
 from projections.home_timeline import HomeTimeline
 from projections.likes import Likes
+from projections.notifications import Notifications
 from projections.posts import Posts
 from projections.posts_by_author import PostsByAuthor
 from projections.posts_by_tag import PostsByTag
@@ -21,6 +23,7 @@ class ProjectionSettings:
     timeline_max: int = 800
     backfill: int = 50
     trim_every: int = 16
+    notification_group_hours: float = 12
 
 
 def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector]:
@@ -35,6 +38,8 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         Likes(),
         Comments(),
         HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),
+        Notifications(group_hours=settings.notification_group_hours),
+        Conversations(),
     ]
 
 

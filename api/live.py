@@ -194,7 +194,7 @@ class LiveHub:
         elif isinstance(e, (PostCreated, PostEdited)):
             out += self._notification([int(m) for m in e.mentions if m != e.author_id], int(e.post_id))
             if isinstance(e, PostCreated):
-                out.append(Delivery(("posts", "accounts"), lambda v, e=e: self._post_frames(v, e)))
+                out.append(Delivery(("posts", "accounts", "following"), lambda v, e=e: self._post_frames(v, e)))
         elif isinstance(e, MessageSent):
             people = [a for a in (int(e.sender_id), int(e.recipient_id)) if self.online(a)]
             if people:
@@ -248,7 +248,7 @@ class LiveHub:
         following: list[int] = []
         for start in range(0, len(readers), FOLLOWER_BATCH):
             chunk = readers[start : start + FOLLOWER_BATCH]
-            rows = view.get_many(FOLLOWING.index, [{"follower_id": r, "followee_id": author} for r in chunk])
+            rows = view.get_many(FOLLOWING.index, [{FOLLOWING.owner: r, FOLLOWING.other: author} for r in chunk])
             following += [r for r, row in zip(chunk, rows) if row is not None]
         following = [r for r in following if not notif.silenced(view, r, author)]
         if not following:

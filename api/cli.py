@@ -73,7 +73,11 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None) ->
         settings.read_store,
         _redact(settings.media_store),
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False)
+    # No per-message deflate on /v1/stream: its zlib state costs each idle connection
+    # tens of KiB, and the frames are small JSON.
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False, ws_per_message_deflate=False
+    )
 
 
 @main.command()

@@ -239,3 +239,4 @@ async def _next_of(ws: Any, kind: str, timeout: float) -> bool:
         item = json.loads(await asyncio.wait_for(ws.recv(), max(deadline - time.monotonic(), 0.01)))
         if item["type"] == kind:
             return True
+

@@ -294,7 +294,13 @@ class LiveTail:
         self._task: asyncio.Task[None] | None = None
         self.consumer: Any = None
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 15.0) -> None:
+        """Position at the topic's end before the API serves, so that an event appended
+        after a client connected is never behind where the tail starts."""
+        try:
+            self.consumer = await asyncio.wait_for(self._connect(), timeout)
+        except Exception as exc:  # Kafka away: serve anyway, the tail keeps trying
+            log.warning("live tail could not start yet (%s); retrying in the background", exc)
         self._task = asyncio.create_task(self._run(), name="live-tail")
 
     async def _connect(self) -> Any:

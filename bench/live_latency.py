@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support import Api, jpeg  # noqa: E402
+import tests.test_e2e_server as e2e  # noqa: E402
 from tests.test_e2e_server import SERVE_ENV_DISTRIBUTED, Server  # noqa: E402
+
+e2e.START_TIMEOUT = 180.0  # a busy shared box can take a while to start a distributed API
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect_async
 from websockets.exceptions import ConnectionClosed
@@ -29,13 +30,30 @@ pytestmark = pytest.mark.e2e
 FRAME_WAIT = 10.0
 
 
+START_TIMEOUT = 120.0  # a distributed API on a busy shared box (Cassandra timing out) starts slowly
+
+
+def wait_until_healthy(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"photostream serve exited with {server.process.returncode} while starting:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.base_url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # waiting for a process to listen, not for a projection
+    raise AssertionError(f"photostream serve did not answer /healthz within {START_TIMEOUT} s:\n{server.log()}")
+
+
 class Live:
     """A server process (and its deployment) with settings of the test's choosing."""
 
     def __init__(self, folder: Path, deployment: Any, env: dict[str, str]) -> None:
         extra = {**deployment.env, **SERVE_ENV_DISTRIBUTED, **env} if deployment else env
         self.server = Server(folder / "data", folder / "serve.log", extra)
-        self.server.wait_until_healthy()
+        wait_until_healthy(self.server)
         self.api = connect(self.server)
         self.ws_url = self.server.base_url.replace("http://", "ws://") + "/v1/stream"
 

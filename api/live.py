@@ -30,6 +30,7 @@ from domain.events import (
     ConversationRead,
     Event,
     Followed,
+    FollowRequested,
     Liked,
     MessageSent,
     NotificationsRead,
@@ -191,6 +192,8 @@ class LiveHub:
             out += self._notification(told, int(e.comment_id))
         elif isinstance(e, Followed):
             out += self._notification([int(e.followee_id)], int(e.follow_id))
+        elif isinstance(e, FollowRequested):
+            out += self._notification([int(e.followee_id)], int(e.request_id))
         elif isinstance(e, (PostCreated, PostEdited)):
             out += self._notification([int(m) for m in e.mentions if m != e.author_id], int(e.post_id))
             if isinstance(e, PostCreated):
@@ -234,6 +237,8 @@ class LiveHub:
         found = live_views.message(view, e.conversation_id, int(e.message_id))
         if found is None:
             return []
+        if notif.silenced(view, int(e.recipient_id), int(e.sender_id), mutes=False):
+            people = [a for a in people if a == int(e.sender_id)]
         out = [(a, frame("message", e.message_id, message=found)) for a in people]
         if int(e.recipient_id) in people:
             out.append((int(e.recipient_id), self._unread_frame(view, int(e.recipient_id))))

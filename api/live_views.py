@@ -99,7 +99,7 @@ def message_json(row: Row, conversation: str) -> dict[str, Any]:
 
 def conversations_page(view: ReadView, account: int, cursor: int | None, limit: int) -> tuple[list[dict[str, Any]], int | None]:
     rows, next_cursor = conv.inbox_page(view, account, cursor, limit)
-    rows = [r for r in rows if not notif.silenced(view, account, r["other_id"])]
+    rows = [r for r in rows if not notif.silenced(view, account, r["other_id"], mutes=False)]
     others = {a.id: a for a in accounts_by_id(view, [r["other_id"] for r in rows]) if a is not None}
     items = []
     for r in rows:

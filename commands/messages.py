@@ -6,6 +6,7 @@ import asyncio
 
 from commands.accounts import USERNAMES
 from commands.context import Actor, CommandContext, Done
+from commands.social import ensure_not_blocked
 from domain import rules
 from domain.aggregates import (
     conversation_read_stream,
@@ -20,10 +21,10 @@ from domain.events import ConversationRead, MediaRef, MessageSent, Notifications
 
 
 async def check_may_message(ctx: CommandContext, sender_id: str, recipient_id: str) -> None:
-    """THE one place that decides whether sender may message recipient beyond the pure
-    rules. Blocking (issue 5, built on another branch) plugs in here: raise NotAllowed
-    when either has blocked the other."""
+    """THE one place that decides whether sender may message recipient: not oneself,
+    and no block either way (NotAllowed, 403)."""
     rules.check_can_message(sender_id, recipient_id)
+    await ensure_not_blocked(ctx, sender_id, recipient_id)
 
 
 async def send_message(

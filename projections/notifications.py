@@ -25,6 +25,9 @@ from domain.events import (
     CommentDeleted,
     Event,
     Followed,
+    FollowRequestCancelled,
+    FollowRequestDeclined,
+    FollowRequested,
     Liked,
     NotificationsRead,
     PostCreated,
@@ -37,6 +40,7 @@ from domain.events import (
 from domain.ids import SEQUENCE_BITS, WORKER_BITS
 from projections.projector import Projector, on
 from projections.store import Delete, DeletePartition, ReadView, Row, Table, Upsert, Write
+from projections.visibility import is_blocking, is_muting
 
 TIME_SHIFT = WORKER_BITS + SEQUENCE_BITS
 ACTORS_SHOWN = 8
@@ -89,17 +93,27 @@ BY_POST = Table(
     ("post_id",),
     "ref",
 )
+FOLLOW_REQUESTS = Table(
+    "notification_follow_requests",
+    {"followee_id": "int", "follower_id": "int", "request_id": "int"},
+    ("followee_id",),
+    "follower_id",
+)
 DELETED_POSTS = Table("notification_deleted_posts", {"post_id": "int"}, ("post_id",))
 FOLLOWS = Table(
     "notification_follows", {"followee_id": "int", "follower_id": "int", "follow_id": "int"}, ("followee_id",), "follower_id"
 )
 
 
-def silenced(view: ReadView, recipient_id: int, actor_id: int) -> bool:
-    """THE one filter of notifications and messages: whether recipient must not hear from
-    actor (blocked or muted). Blocking and muting are built on another branch (issue 5);
-    they plug in here. Queries call it, so a block also hides what came before it."""
-    return False
+def silenced(view: ReadView, recipient_id: int, actor_id: int, *, mutes: bool = True) -> bool:
+    """THE one filter of notifications, messages and live frames: whether recipient must
+    not hear from actor (a block either way; a mute, unless mutes=False as for direct
+    messages). Queries and the stream call it, so a block also hides what came before it."""
+    if recipient_id == actor_id:
+        return False
+    if is_blocking(view, recipient_id, actor_id) or is_blocking(view, actor_id, recipient_id):
+        return True
+    return mutes and is_muting(view, recipient_id, actor_id)
 
 
 def id_millis(snowflake: int) -> int:
@@ -113,7 +127,7 @@ def first_id_at(millis: int) -> int:
 
 class Notifications(Projector):
     name = "notifications"
-    tables = (NOTIFICATIONS, NOTIFICATIONS_READ, LIKE_GROUPS, LIKE_ACTORS, LIKE_ACTOR_INDEX, LIKE_ACTOR_COUNTS, BY_POST, DELETED_POSTS, FOLLOWS)
+    tables = (NOTIFICATIONS, NOTIFICATIONS_READ, LIKE_GROUPS, LIKE_ACTORS, LIKE_ACTOR_INDEX, LIKE_ACTOR_COUNTS, BY_POST, DELETED_POSTS, FOLLOWS, FOLLOW_REQUESTS)
 
     def __init__(self, group_hours: float = 12) -> None:
         if group_hours <= 0:
@@ -267,13 +281,54 @@ class Notifications(Projector):
 
     # ----- follows and the read marker --------------------------------------------------
 
+    def _request_answered(self, view: ReadView, followee: int, follower: int) -> list[Write]:
+        """A follow request approved, declined or withdrawn: its notification goes."""
+        edge = {"followee_id": followee, "follower_id": follower}
+        row = view.get(FOLLOW_REQUESTS, edge)
+        if row is None:
+            return []
+        return [Delete(FOLLOW_REQUESTS, edge), Delete(NOTIFICATIONS, {"recipient_id": followee, "notification_id": row["request_id"]})]
+
+    @on(FollowRequested, key=lambda e: e.followee_id)
+    def follow_requested(self, e: FollowRequested, event: Event, view: ReadView) -> list[Write]:
+        followee, follower, request_id = int(e.followee_id), int(e.follower_id), int(e.request_id)
+        edge = {"followee_id": followee, "follower_id": follower}
+        if view.get(FOLLOW_REQUESTS, edge) is not None:
+            return []
+        return [
+            Upsert(FOLLOW_REQUESTS, {**edge, "request_id": request_id}),
+            Upsert(
+                NOTIFICATIONS,
+                {
+                    "recipient_id": followee,
+                    "notification_id": request_id,
+                    "kind": "follow_request",
+                    "actor_id": follower,
+                    "post_id": None,
+                    "comment_id": None,
+                    "bucket": None,
+                    "activity_id": request_id,
+                    "created_at": format_time(event.occurred_at),
+                },
+            ),
+        ]
+
+    @on(FollowRequestDeclined, key=lambda e: e.followee_id)
+    def follow_request_declined(self, e: FollowRequestDeclined, event: Event, view: ReadView) -> list[Write]:
+        return self._request_answered(view, int(e.followee_id), int(e.follower_id))
+
+    @on(FollowRequestCancelled, key=lambda e: e.followee_id)
+    def follow_request_cancelled(self, e: FollowRequestCancelled, event: Event, view: ReadView) -> list[Write]:
+        return self._request_answered(view, int(e.followee_id), int(e.follower_id))
+
     @on(Followed, key=lambda e: e.followee_id)
     def followed(self, e: Followed, event: Event, view: ReadView) -> list[Write]:
         followee, follower, follow_id = int(e.followee_id), int(e.follower_id), int(e.follow_id)
         edge = {"followee_id": followee, "follower_id": follower}
+        answered = self._request_answered(view, followee, follower)  # an approval
         if view.get(FOLLOWS, edge) is not None:
-            return []
-        return [
+            return answered
+        return answered + [
             Upsert(FOLLOWS, {**edge, "follow_id": follow_id}),
             Upsert(
                 NOTIFICATIONS,

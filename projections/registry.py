@@ -7,6 +7,7 @@ from projections.accounts import Accounts
 from projections.comments import Comments
 from projections.conversations import Conversations
 from projections.followers import Followers
+from projections.follow_requests import FollowRequests
 from projections.following import Following
 from projections.home_timeline import HomeTimeline
 from projections.likes import Likes
@@ -16,6 +17,7 @@ from projections.posts_by_author import PostsByAuthor
 from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
 from projections.store import Table
+from projections.visibility import Visibility
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         PostsByTag(),
         Likes(),
         Comments(),
+        FollowRequests(),
+        Visibility(),
         HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),
         Notifications(group_hours=settings.notification_group_hours),
         Conversations(),

@@ -179,3 +179,36 @@ def test_too_many_mentions_are_refused(api: Api) -> None:
     caption = " ".join(f"@user{i}" for i in range(21))
     response = api.request("POST", "/v1/posts", ana, json={"caption": caption, "media_ids": [media]})
     assert response.status_code == 422 and "at most 20" in response.text
+
+
+def test_blocked_and_muted_accounts_are_silenced_and_blocks_refuse_messages(api: Api) -> None:
+    ana, ben, cy = api.sign_up("ana"), api.sign_up("ben"), api.sign_up("cy")
+    post = api.post(ana, "hello")
+    api.ok("POST", f"/v1/posts/{post['id']}/like", ben)
+    api.ok("POST", f"/v1/posts/{post['id']}/like", cy)
+    api.ok("POST", "/v1/messages", ben, status=201, json={"to": "ana", "text": "hi"})
+    api.follow(cy, "ana")
+
+    api.ok("POST", "/v1/accounts/cy/mute", ana)  # muted: no longer heard of
+    (likes,) = [n for n in notifications(api, ana) if n["kind"] == "like"]
+    assert names(likes) == ["ben"]
+    assert [n["kind"] for n in notifications(api, ana)] == ["like"]  # cy's follow is silenced
+    api.ok("DELETE", "/v1/accounts/cy/mute", ana)
+    assert [n["kind"] for n in notifications(api, ana)] == ["follow", "like"]
+
+    api.ok("POST", "/v1/accounts/ben/block", ana)
+    (likes,) = [n for n in notifications(api, ana) if n["kind"] == "like"]
+    assert names(likes) == ["cy"]
+    assert api.walk("/v1/conversations", ana) == []  # the conversation is hidden from ana
+    refused = api.request("POST", "/v1/messages", ben, json={"to": "ana", "text": "hello?"})
+    assert refused.status_code == 403, refused.text
+    assert api.request("POST", "/v1/messages", ana, json={"to": "ben", "text": "x"}).status_code == 403
+
+
+def test_a_follow_request_notifies_until_answered(api: Api) -> None:
+    ana, ben = api.sign_up("ana"), api.sign_up("ben")
+    api.ok("PATCH", "/v1/accounts/me", ana, json={"private": True})
+    assert api.ok("POST", "/v1/accounts/ana/follow", ben)["requested"] is True
+    assert [(n["kind"], names(n)) for n in notifications(api, ana)] == [("follow_request", ["ben"])]
+    api.ok("POST", "/v1/follow_requests/ben/approve", ana)
+    assert [(n["kind"], names(n)) for n in notifications(api, ana)] == [("follow", ["ben"])]

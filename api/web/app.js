@@ -9,6 +9,7 @@ import { exploreView, postView, searchView, tagView } from './js/views/discover.
 import { feedView } from './js/views/feed.js';
 import { newPostView } from './js/views/newpost.js';
 import { followsView, profileView } from './js/views/profile.js';
+import { requestsView } from './js/views/requests.js';
 import { settingsView } from './js/views/settings.js';
 
 const decode = (s) => {
@@ -32,6 +33,7 @@ const ROUTES = [
   ['search', /^\/search$/, searchView, { nav: 'search' }],
   ['new', /^\/new$/, newPostView, { auth: true, nav: 'create' }],
   ['settings', /^\/settings$/, settingsView, { auth: true, nav: 'settings' }],
+  ['requests', /^\/requests$/, requestsView, { auth: true, nav: 'settings' }],
   ['notifications', /^\/notifications$/, notificationsView, { auth: true, nav: 'notifications' }],
   ['messages', /^\/messages$/, messagesView, { auth: true, nav: 'messages' }],
   ['conversation', /^\/messages\/([0-9]+-[0-9]+)$/, conversationView, { auth: true, nav: 'messages' }],

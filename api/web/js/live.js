@@ -21,6 +21,7 @@ function describe(n) {
     case 'like': return `${people} liked your photo.`;
     case 'comment': return `${who} commented: ${n.comment?.text || ''}`;
     case 'follow': return `${who} started following you.`;
+    case 'follow_request': return `${who} asked to follow you.`;
     case 'mention': return `${who} mentioned you${n.comment ? ` in a comment: ${n.comment.text}` : ' in a post.'}`;
     default: return `${who} did something.`;
   }

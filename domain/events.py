@@ -430,6 +430,11 @@ def decode_event(raw: bytes | str) -> Event:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError(f"event is not valid JSON: {exc}") from exc
+    return event_from_plain(doc)
+
+
+def event_from_plain(doc: Any) -> Event:
+    """An event from its parsed JSON document (decode_event without the parsing)."""
     if not isinstance(doc, dict):
         raise EventDecodeError("event is not a JSON object")
     try:

@@ -19,7 +19,8 @@ from streams.event_store import ConcurrencyError, EventStoreUnavailable
 
 from api.http import HttpError, JSONResponse
 from api.middleware import PhotostreamMiddleware
-from api.routes import accounts, discovery, feed, media, ops, posts, tags
+from api.live import start_live
+from api.routes import accounts, discovery, feed, media, messages, notifications, ops, posts, stream, tags
 from api.settings import Settings
 from api.wiring import Backend, open_backend
 
@@ -93,9 +94,11 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         if app.state.backend is None:
             app.state.backend = open_backend(settings)
         await app.state.backend.start()
+        app.state.live, close_live = await start_live(app.state.backend)
         try:
             yield
         finally:
+            await close_live()
             if owned:
                 await app.state.backend.close()
 
@@ -109,6 +112,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.state.backend = backend
     install_error_handlers(app)
     for router in (accounts.router, media.router, posts.router, feed.router, tags.router, discovery.router, ops.router):
+        app.include_router(router)
+    for router in (notifications.router, messages.router, stream.router):
         app.include_router(router)
     if WEB_DIR.is_dir():
         app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from pydantic import ValidationError
 
 from api.settings import Settings
 from stack.cli import stack
+
+_TOKEN_RE = re.compile(r"([?&]token=)[^&\s\"]+")
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -44,6 +47,16 @@ def main() -> None:
     """
 
 
+class _RedactTokens(logging.Filter):
+    """uvicorn logs each WebSocket's path; /v1/stream?token=... must not put a bearer
+    token in the log (the web app sends it in the first frame instead)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(_TOKEN_RE.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
@@ -74,7 +87,12 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None) ->
         settings.read_store,
         _redact(settings.media_store),
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False)
+    logging.getLogger("uvicorn.error").addFilter(_RedactTokens())
+    # No per-message deflate on /v1/stream: its zlib state costs each idle connection
+    # tens of KiB, and the frames are small JSON.
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False, ws_per_message_deflate=False
+    )
 
 
 @main.command()

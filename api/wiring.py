@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from commands.context import Argon2Hasher, CommandContext, PasswordHasher
 from domain.events import parse_time, utc_now
@@ -77,16 +77,13 @@ class Backend:
         self._rebuilds_asked[reader] = now
         return True
 
-    def reached(self, token: ConsistencyToken) -> bool:
-        """Whether every projection has applied everything up to the token."""
+    def reached(self, token: ConsistencyToken, projections: Iterable[str] | None = None) -> bool:
+        """Whether every projection (or the named ones) has applied everything up to the token."""
         done = self._checkpoint_snapshot()
         if not self.projectors:
             return True
-        names = (
-            [p.name for p in self.projectors]
-            if self.lanes is None
-            else [lane_name(p.name, lane) for p in self.projectors for lane in range(self.lanes)]
-        )
+        chosen = [p.name for p in self.projectors] if projections is None else list(projections)
+        names = chosen if self.lanes is None else [lane_name(n, lane) for n in chosen for lane in range(self.lanes)]
         return all(done.get((name, partition), -1) >= position for name in names for partition, position in token.positions.items())
 
     def _checkpoint_names(self, projection: str) -> list[str]:
@@ -138,12 +135,12 @@ class Backend:
             self._checkpoints = (now, snapshot)
         return snapshot
 
-    async def wait_for(self, token: ConsistencyToken, timeout: float) -> bool:
+    async def wait_for(self, token: ConsistencyToken, timeout: float, projections: Iterable[str] | None = None) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.001
         while True:
-            if await self.query(lambda _views: self.reached(token)):
+            if await self.query(lambda _views: self.reached(token, projections)):
                 return True
             if loop.time() >= deadline:
                 return False
@@ -212,6 +209,7 @@ def projection_settings(settings: Settings) -> ProjectionSettings:
         celebrity_demote=round(settings.celebrity_threshold * (1 - settings.celebrity_hysteresis)),
         pull_sources=settings.celebrity_sources,
         inactive_days=settings.inactive_days,
+        notification_group_hours=settings.notification_group_hours,
     )
 
 

@@ -68,6 +68,18 @@ def timeline_stream(reader_id: str) -> str:
     return f"timeline-{reader_id}"
 
 
+def message_stream(message_id: str) -> str:
+    return f"message-{message_id}"
+
+
+def conversation_read_stream(conversation_id: str, reader_id: str) -> str:
+    return f"read-{conversation_id}-{reader_id}"
+
+
+def notifications_read_stream(account_id: str) -> str:
+    return f"notifications-{account_id}"
+
+
 @dataclass(frozen=True)
 class Account:
     account_id: str

@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-from domain.events import EventDecodeError, decode_event, format_time, utc_now
+from domain.events import Event, EventDecodeError, decode_event, format_time, utc_now
 from projections.projector import Projector
 from projections.sqlite_store import SqliteReadStore
 from projections.store import Checkpoint, DeadLetter
@@ -49,6 +49,9 @@ class EmbeddedRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        # Called (in the runner's thread) with each batch's events once the read models
+        # have them committed: the live stream's source in embedded mode.
+        self.listeners: list[Callable[[list[Event]], None]] = []
 
     def _load_positions(self) -> dict[str, int]:
         saved = {c.projection: c.position for c in self.views.load_checkpoints() if c.partition == PARTITION}
@@ -65,6 +68,7 @@ class EmbeddedRunner:
             return BatchReport(0, self.position, 0)
         dead = 0
         last_time: str | None = None
+        applied: list[Event] = []
         with self.views.unit_of_work():
             for position, _, body in rows:
                 try:
@@ -72,6 +76,7 @@ class EmbeddedRunner:
                 except EventDecodeError as exc:
                     dead += self._park_undecodable(position, body, exc)
                     continue
+                applied.append(event)
                 last_time = format_time(event.occurred_at)
                 for projector in self.projectors:
                     if position <= self._positions[projector.name] or not projector.handles(event):
@@ -83,6 +88,11 @@ class EmbeddedRunner:
             )
         for p in self.projectors:
             self._positions[p.name] = max(last, self._positions[p.name])
+        for listener in self.listeners:
+            try:
+                listener(applied)
+            except Exception:  # a listener's fault must not stop the projections
+                log.exception("live listener failed")
         return BatchReport(len(rows), last, dead)
 
     def _apply(self, projector: Projector, event, position: int, body: bytes) -> int:

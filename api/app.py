@@ -20,6 +20,7 @@ from streams.event_store import ConcurrencyError, EventStoreUnavailable
 from api.http import HttpError, JSONResponse
 from api.middleware import PhotostreamMiddleware
 from api.routes import accounts, feed, media, ops, posts, tags
+from api.ratelimit import RateLimiter
 from api.settings import Settings
 from api.wiring import Backend, open_backend
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         lifespan=lifespan,
     )
     app.state.backend = backend
+    app.state.rate_limiter = RateLimiter(settings.rate_limits, settings.rate_limit_scale)
     install_error_handlers(app)
     for router in (accounts.router, media.router, posts.router, feed.router, tags.router, ops.router):
         app.include_router(router)

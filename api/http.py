@@ -11,6 +11,7 @@ from fastapi import Depends, Header, Query, Request, Response
 from commands.context import Actor, Done
 from domain.ids import parse_id
 from projections.queries import AccountView, account_by_id
+from projections.sessions import session_generation
 from streams.event_store import ConsistencyToken
 
 from api.auth import InvalidToken
@@ -53,14 +54,25 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def optional_account(request: Request, backend: BackendDep) -> str | None:
+async def optional_account(request: Request, backend: BackendDep) -> str | None:
+    """The account a valid bearer token names, None without one, 401 for a bad one. Every
+    request checks the token's session generation against the `sessions` read model, so
+    a token revoked by signing out everywhere stops working as soon as that is projected
+    (the sign-out answers only after it is)."""
     token = _bearer(request)
     if token is None:
         return None
     try:
-        return backend.signer.verify(token)
+        claims = backend.signer.claims(token)
     except InvalidToken as exc:
         raise HttpError(401, f"the bearer token is not valid ({exc}); sign in again", {"WWW-Authenticate": "Bearer"}) from exc
+    try:
+        account_id = int(claims.account_id)
+    except ValueError as exc:
+        raise HttpError(401, "the bearer token is not valid (malformed token); sign in again", {"WWW-Authenticate": "Bearer"}) from exc
+    if claims.generation < await backend.query(session_generation, account_id):
+        raise HttpError(401, "this session was signed out; sign in again", {"WWW-Authenticate": "Bearer"})
+    return claims.account_id
 
 
 def current_account(account_id: Annotated[str | None, Depends(optional_account)]) -> str:

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request body limits, the X-Consistency header, request metrics.
+"""Pure ASGI middleware: request body limits, security headers, the X-Consistency
+header, request metrics.
 
 Body limits are enforced while the body streams in, so a huge upload is refused with 413
 before it is read into memory or spooled to disk.
@@ -17,6 +18,36 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_BODY_LIMIT = 64 * 1024
+
+# The web app's policy: its own scripts, styles and API only; photos may come from the
+# media store's own origin (S3/MinIO URLs) too; never framed (clickjacking); no plugins.
+# index.html carries the same policy in a <meta> tag, which cannot say frame-ancestors.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: http: https:; "
+    "connect-src 'self'; font-src 'self'; media-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+# API answers may be private (a feed, a private account's posts): no shared cache keeps them.
+NO_STORE = (b"cache-control", b"no-store")
+
+
+def _with_security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    present = {name.lower() for name, _ in headers}
+    added = [h for h in SECURITY_HEADERS if h[0] not in present]
+    if scope.get("scheme") == "https" and HSTS[0] not in present:
+        added.append(HSTS)
+    if scope["path"].startswith("/v1/") and NO_STORE[0] not in present:
+        added.append(NO_STORE)
+    return [*headers, *added]
 
 
 class BodyTooLarge(Exception):
@@ -62,9 +93,11 @@ class PhotostreamMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status_seen = message["status"]
+                headers = _with_security_headers(scope, list(message.get("headers", [])))
                 state = scope.get("state") or {}
                 if state.get("consistency_stale"):
-                    message = {**message, "headers": [*message.get("headers", []), (b"x-consistency", b"stale")]}
+                    headers.append((b"x-consistency", b"stale"))
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -86,7 +119,7 @@ async def _too_large(send: Send, limit: int) -> None:
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+            "headers": [*SECURITY_HEADERS, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
         }
     )
     await send({"type": "http.response.body", "body": body})

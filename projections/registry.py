@@ -13,6 +13,7 @@ from projections.posts import Posts
 from projections.posts_by_author import PostsByAuthor
 from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
+from projections.sessions import Sessions
 from projections.store import Table
 
 
@@ -34,6 +35,7 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         PostsByTag(),
         Likes(),
         Comments(),
+        Sessions(),
         HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),
     ]
 

@@ -14,8 +14,9 @@ from api.ratelimit import LIMITED, limit
 
 router = APIRouter(tags=["media"])
 
-# Keys name their content: "<id>/<variant>-<sha256 prefix>.<ext>"; that hash is the ETag.
-KEY_RE = re.compile(r"^[0-9]{1,20}/[a-z]+-([0-9a-f]{16})\.[a-z]{3,4}$")
+# Keys: "<id>/<128-bit capability>/<variant>-<sha256 prefix>.<ext>"; the hash is the ETag.
+# Keys written before capabilities existed ("<id>/<variant>-...") are still served.
+KEY_RE = re.compile(r"^[0-9]{1,20}/(?:[0-9a-f]{32}/)?[a-z]+-([0-9a-f]{16})\.[a-z]{3,4}$")
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 

@@ -20,6 +20,7 @@ from streams.event_store import ConcurrencyError, EventStoreUnavailable
 from api.http import HttpError, JSONResponse
 from api.middleware import PhotostreamMiddleware
 from api.routes import accounts, feed, media, ops, posts, tags
+from api.openapi import install_openapi
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from api.wiring import Backend, open_backend
@@ -120,4 +121,5 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             return FileResponse(WEB_DIR / "index.html")
 
     app.add_middleware(PhotostreamMiddleware, upload_limit=settings.max_upload_bytes)
+    install_openapi(app)
     return app

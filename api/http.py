@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Header, Query, Request, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from commands.context import Actor, Done
 from domain.ids import parse_id
@@ -20,10 +21,9 @@ from api.wiring import Backend
 TOKEN_HEADER = "X-Consistency-Token"
 
 
-class JSONResponse(Response):
-    """JSON rendered by orjson (fast, and it knows dataclasses and datetimes)."""
-
-    media_type = "application/json"
+class JSONResponse(StarletteJSONResponse):
+    """JSON rendered by orjson (fast, and it knows dataclasses and datetimes). A
+    JSONResponse subclass, so FastAPI documents each route's response_model."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)

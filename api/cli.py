@@ -132,6 +132,7 @@ def worker(threads: int, log_level: str | None) -> None:
 
     _migrate(settings)
     projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
+    _ensure_lane_topics(settings, projectors)
     store = CassandraReadStore.from_url(settings.read_store)
     app = create_app(
         KafkaTopology.from_url(settings.event_store), projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads
@@ -163,6 +164,40 @@ def _migrate(settings: Settings) -> str:
     asyncio.run(run())
     tables = sum(len(p.tables) for p in backend.projectors)
     return f"ready: {tables} read-model tables in {backend.settings.read_store}; event store {backend.settings.event_store}"
+
+
+def _ensure_lane_topics(settings: Settings, projectors: list) -> None:
+    """Create every projection's lane topic before Faust starts and wait until the
+    broker lists them. A Faust consumer that subscribes before the metadata has a topic
+    logs "Ignoring missing topic" and never consumes it, and on a busy broker that
+    stalled whole test deployments (their projections never ran)."""
+    import asyncio
+    import time
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from streams.faust_app import KafkaTopology, projection_topic
+    from streams.kafka_event_store import parse_kafka_url
+
+    topology = KafkaTopology.from_url(settings.event_store)
+    names = {projection_topic(topology.topic, p) for p in projectors}
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=parse_kafka_url(settings.event_store).bootstrap_servers)
+        await admin.start()
+        try:
+            missing = names - set(await admin.list_topics())
+            if missing:  # TOPIC_ALREADY_EXISTS from a concurrent worker is fine
+                await admin.create_topics([NewTopic(n, topology.partitions, topology.replication) for n in sorted(missing)])
+            deadline = time.monotonic() + 120
+            while not names <= set(await admin.list_topics()):
+                if time.monotonic() > deadline:
+                    raise click.ClickException(f"the lane topics {sorted(names)} did not appear within 120 s")
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
 
 
 def _redact(url: str) -> str:

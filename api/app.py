@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from domain.errors import BadRequest, Conflict, DomainError, InvalidInput, NotAllowed, NotAuthenticated, NotFound
 from media.images import CorruptImage, ImageTooLarge, MediaError, UnsupportedImage
 from media.store import MediaStoreUnavailable
+from projections.store import ReadStoreUnavailable
 from streams.event_store import ConcurrencyError, EventStoreUnavailable
 
 from api.http import HttpError, JSONResponse
@@ -84,6 +85,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(EventStoreUnavailable, unavailable)
     app.add_exception_handler(MediaStoreUnavailable, unavailable)
+    app.add_exception_handler(ReadStoreUnavailable, unavailable)  # Cassandra down or timing out
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: say so in the log with the traceback (never the request body or headers).
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+        return _problem(500, "something went wrong on our side; it has been logged")
+
+    app.add_exception_handler(Exception, unexpected)
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:

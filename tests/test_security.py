@@ -273,3 +273,26 @@ def test_unknown_username_costs_a_password_check_too(tmp_path) -> None:
         asyncio.run(authenticate(ctx, "not a valid name!", "password123"))
     assert calls == [hasher.dummy_hash, hasher.dummy_hash]
     assert hasher.hash("x").startswith("$argon2id$")
+
+
+def test_a_read_store_that_stops_answering_gives_503_not_500(embedded: TestClient) -> None:
+    """Cassandra timing out (ReadStoreUnavailable from the adapter) is a backing service
+    down: 503 with Retry-After, like the event and media stores; never a 500."""
+    from projections.sqlite_store import SqliteReadStore
+    from projections.store import ReadStoreUnavailable
+
+    backend = embedded.app.state.backend
+    ana = Api(embedded).sign_up("ana_down")
+
+    class Unreachable(SqliteReadStore):
+        def get(self, *args: object, **kwargs: object) -> None:
+            raise ReadStoreUnavailable("cassandra: Client request timeout")
+
+    healthy = backend.views
+    backend.views = Unreachable(healthy.path)
+    try:
+        for path in ("/v1/accounts/ana_down", "/v1/accounts/me"):
+            r = embedded.get(path, headers=ana.auth)
+            assert r.status_code == 503 and r.headers["retry-after"], (path, r.status_code, r.text)
+    finally:
+        backend.views = healthy

@@ -10,10 +10,15 @@ other tests use is never touched.
 * MinIO stopped and restarted during uploads: an upload answers 201 or 503 with
   Retry-After, never anything else; no event points at a photo that is not in the
   bucket; the read models equal a fresh fold of the log.
+* Cassandra (read models and the stream index) stopped and restarted while workers
+  run and commands arrive: commands answer 503 while it is down, the workers pause
+  and resume without skipping or parking an event, the read models equal the model and
+  a fresh fold of the log.
 * A worker killed with SIGKILL mid-batch: tests/test_distributed.py
   (test_a_worker_killed_mid_batch_loses_nothing).
 
-Marked `fault` and `distributed`: `pytest -m fault` runs them (about 3 minutes).
+Marked `fault` and `distributed`: `pytest -m fault` runs them (about 8 minutes on a
+busy 2-core box, most of it Cassandra starting twice).
 """
 from __future__ import annotations
 
@@ -225,3 +230,37 @@ def test_minio_stopped_and_restarted_during_uploads(private_stack: PrivateStack,
     finally:
         deployment.stop()
         private_stack.down("minio")
+
+
+def test_cassandra_stopped_and_restarted_while_workers_run(private_stack: PrivateStack, stack_env: dict[str, str], tmp_path: Path) -> None:
+    private_stack.up("cassandra")
+    deployment = _deployment(stack_env, private_stack.env("cassandra"), tmp_path)
+    try:
+        with TestClient(create_app(deployment.settings), raise_server_exceptions=False) as http:
+            model = Model()
+            load = RetryingLoad(SessionApi(http), model, seed=9, prefix=f"c{uuid.uuid4().hex[:6]}_")
+            load.sign_ups(6)
+            load.steps(40, posts=8)  # the workers have plenty to project when it stops
+            stop, failure = threading.Event(), []
+
+            def step() -> None:
+                load.follow() if load.rng.random() < 0.5 else load.like()
+
+            driver = threading.Thread(target=_drive, args=(load, step, stop, failure), name="load")
+            driver.start()
+            time.sleep(1)
+            _outage(private_stack, "cassandra", load)
+            after = load.commands
+            deadline = time.monotonic() + RETRY_FOR
+            while load.commands < after + 10 and driver.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            stop.set()
+            driver.join(timeout=RETRY_FOR)
+            assert not failure, failure
+            assert load.commands >= after + 10, "commands did not succeed again after Cassandra came back"
+            assert load.unavailable, "no command met the outage: the test proved nothing"
+            assert all(w.poll() is None for w in deployment.workers), f"a worker died:\n{deployment.worker_logs()}"
+            final_check(http, deployment, model, tmp_path)  # includes: nothing parked
+    finally:
+        deployment.stop()
+        private_stack.down("cassandra")

@@ -3,6 +3,7 @@ pagination, the command answer with its consistency token, and error bodies."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Annotated, Any
 
 import orjson
@@ -10,6 +11,8 @@ from fastapi import Depends, Header, Query, Request, Response
 from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from commands.context import Actor, Done
+from domain.aggregates import account_stream, fold_account
+from domain.events import format_time
 from domain.ids import parse_id
 from projections.queries import AccountView, account_by_id
 from projections.sessions import session_generation
@@ -157,8 +160,25 @@ async def fresh_account(backend: Backend, account_id: str) -> AccountView:
         await backend.wait_for(ConsistencyToken.at_head(await backend.events.head()), backend.settings.consistency_wait_seconds)
         found = await backend.query(account_by_id, int(account_id))
     if found is None:
+        # Still not projected (a worker far behind or paused). This often answers a
+        # command that is already in the log: a 503 would invite a retry that repeats it
+        # (a second post). So answer from the write side; the counts are not known there.
+        found = await _account_from_log(backend, account_id)
+    if found is None:
         raise HttpError(503, "your account is still being set up; try again in a moment", {"Retry-After": "1"})
     return found
+
+
+async def _account_from_log(backend: Backend, account_id: str) -> AccountView | None:
+    recorded = await backend.events.read_stream(account_stream(account_id))
+    account = fold_account(r.event.data for r in recorded)
+    if account is None:
+        return None
+    avatar = dataclasses.asdict(account.avatar) if account.avatar else None
+    return AccountView(
+        int(account_id), account.username, account.display_name, account.bio, avatar, account.private,
+        0, 0, 0, format_time(recorded[0].event.occurred_at),
+    )
 
 
 async def command_answer(backend: Backend, done: Done, body: Any, status: int = 200) -> Response:

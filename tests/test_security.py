@@ -296,3 +296,20 @@ def test_a_read_store_that_stops_answering_gives_503_not_500(embedded: TestClien
             assert r.status_code == 503 and r.headers["retry-after"], (path, r.status_code, r.text)
     finally:
         backend.views = healthy
+
+
+def test_a_post_made_while_projections_lag_answers_201_not_a_503_that_invites_a_repeat(tmp_path) -> None:
+    """create_post appends, then shows the author from the read model; when that lags
+    (a paused worker), answering 503 would make a retrying client post twice (found by
+    tests/test_faults.py). The author comes from the write side instead."""
+    settings = Settings(data_dir=tmp_path / "d", secret_key="s", consistency_wait_seconds=0.2)
+    with TestClient(create_app(settings)) as http:
+        api = Api(http)
+        backend = http.app.state.backend
+        backend.runner.stop()  # projections stop here: the new account is never projected
+        ana = api.sign_up("ana_lag")
+        media = api.upload(ana)
+        post = api.ok("POST", "/v1/posts", ana, status=201, json={"caption": "hi", "media_ids": [media["id"]]})
+        assert post["author"]["username"] == "ana_lag" and post["author"]["id"] == ana.id
+        comment = api.ok("POST", f"/v1/posts/{post['id']}/comments", ana, status=201, json={"text": "first"})
+        assert comment["author"]["username"] == "ana_lag"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from projections.accounts import Accounts
 from projections.comments import Comments
 from projections.followers import Followers
+from projections.follow_requests import FollowRequests
 from projections.following import Following
 from projections.home_timeline import HomeTimeline
 from projections.likes import Likes
@@ -15,6 +16,7 @@ from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
 from projections.sessions import Sessions
 from projections.store import Table
+from projections.visibility import Visibility
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         Likes(),
         Comments(),
         Sessions(),
+        FollowRequests(),
+        Visibility(),
         HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),
     ]
 

@@ -6,6 +6,7 @@ import { exploreView, postView, searchView, tagView } from './js/views/discover.
 import { feedView } from './js/views/feed.js';
 import { newPostView } from './js/views/newpost.js';
 import { followsView, profileView } from './js/views/profile.js';
+import { requestsView } from './js/views/requests.js';
 import { settingsView } from './js/views/settings.js';
 
 const decode = (s) => {
@@ -29,6 +30,7 @@ const ROUTES = [
   ['search', /^\/search$/, searchView, { nav: 'search' }],
   ['new', /^\/new$/, newPostView, { auth: true, nav: 'create' }],
   ['settings', /^\/settings$/, settingsView, { auth: true, nav: 'settings' }],
+  ['requests', /^\/requests$/, requestsView, { auth: true, nav: 'settings' }],
   // Later: ['notifications', /^\/notifications$/, ...], ['messages', /^\/messages$/, ...]
 ];
 

@@ -20,9 +20,9 @@ from streams.event_store import ConcurrencyError, EventStoreUnavailable
 
 from api.http import HttpError, JSONResponse
 from api.middleware import PhotostreamMiddleware
-from api.routes import accounts, feed, media, ops, posts, tags
 from api.openapi import install_openapi
 from api.ratelimit import RateLimiter
+from api.routes import accounts, discovery, feed, media, ops, posts, tags
 from api.settings import Settings
 from api.wiring import Backend, open_backend
 
@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.state.backend = backend
     app.state.rate_limiter = RateLimiter(settings.rate_limits, settings.rate_limit_scale)
     install_error_handlers(app)
-    for router in (accounts.router, media.router, posts.router, feed.router, tags.router, ops.router):
+    for router in (accounts.router, media.router, posts.router, feed.router, tags.router, discovery.router, ops.router):
         app.include_router(router)
     if WEB_DIR.is_dir():
         app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")

@@ -1,6 +1,7 @@
 """The `photostream` command."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -127,16 +128,16 @@ def worker(threads: int | None, log_level: str | None) -> None:
     from faust.worker import Worker
 
     from projections.cassandra_store import CassandraReadStore
-    from projections.registry import ProjectionSettings, all_projectors
-    from streams.faust_app import KafkaTopology, create_app
+    from api.wiring import projection_settings
+    from projections.registry import all_projectors
+    from streams.faust_app import KafkaTopology, create_app, create_lane_topics
 
     _migrate(settings)
-    projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
-    _ensure_lane_topics(settings, projectors)
+    projectors = all_projectors(projection_settings(settings))
+    topology = KafkaTopology.from_url(settings.event_store)
+    asyncio.run(create_lane_topics(topology, projectors))
     store = CassandraReadStore.from_url(settings.read_store)
-    app = create_app(
-        KafkaTopology.from_url(settings.event_store), projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads
-    )
+    app = create_app(topology, projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads)
     Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
@@ -151,7 +152,6 @@ def migrate() -> None:
 
 
 def _migrate(settings: Settings) -> str:
-    import asyncio
 
     from api.wiring import open_backend
 
@@ -229,40 +229,6 @@ def _event_count(path: Path) -> int:
         raise click.ClickException(f"{path} is not a photostream event log: {exc}") from exc
     finally:
         conn.close()
-
-
-def _ensure_lane_topics(settings: Settings, projectors: list) -> None:
-    """Create every projection's lane topic before Faust starts and wait until the
-    broker lists them. A Faust consumer that subscribes before the metadata has a topic
-    logs "Ignoring missing topic" and never consumes it, and on a busy broker that
-    stalled whole test deployments (their projections never ran)."""
-    import asyncio
-    import time
-
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    from streams.faust_app import KafkaTopology, projection_topic
-    from streams.kafka_event_store import parse_kafka_url
-
-    topology = KafkaTopology.from_url(settings.event_store)
-    names = {projection_topic(topology.topic, p) for p in projectors}
-
-    async def run() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=parse_kafka_url(settings.event_store).bootstrap_servers)
-        await admin.start()
-        try:
-            missing = names - set(await admin.list_topics())
-            if missing:  # TOPIC_ALREADY_EXISTS from a concurrent worker is fine
-                await admin.create_topics([NewTopic(n, topology.partitions, topology.replication) for n in sorted(missing)])
-            deadline = time.monotonic() + 120
-            while not names <= set(await admin.list_topics()):
-                if time.monotonic() > deadline:
-                    raise click.ClickException(f"the lane topics {sorted(names)} did not appear within 120 s")
-                await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
-
-    asyncio.run(run())
 
 
 def _redact(url: str) -> str:

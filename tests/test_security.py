@@ -36,6 +36,10 @@ PUBLIC: set[tuple[str, str]] = {
     ("GET", "/v1/tags/{tag}/posts"),
     ("GET", "/v1/projections"),
     ("GET", "/media/{key}"),
+    ("GET", "/v1/search"),  # discovery: anonymous readers see public accounts and posts
+    ("GET", "/v1/explore"),
+    ("GET", "/v1/accounts/{username}/suggestions"),
+    ("GET", "/v1/graph/path"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 }

@@ -15,11 +15,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from domain.errors import BadRequest, Conflict, DomainError, InvalidInput, NotAllowed, NotAuthenticated, NotFound
 from media.images import CorruptImage, ImageTooLarge, MediaError, UnsupportedImage
 from media.store import MediaStoreUnavailable
+from projections.store import ReadStoreUnavailable
 from streams.event_store import ConcurrencyError, EventStoreUnavailable
 
 from api.http import HttpError, JSONResponse
 from api.middleware import PhotostreamMiddleware
 from api.live import start_live
+from api.openapi import install_openapi
+from api.ratelimit import RateLimiter
 from api.routes import accounts, discovery, feed, media, messages, notifications, ops, posts, stream, tags
 from api.settings import Settings
 from api.wiring import Backend, open_backend
@@ -83,6 +86,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(EventStoreUnavailable, unavailable)
     app.add_exception_handler(MediaStoreUnavailable, unavailable)
+    app.add_exception_handler(ReadStoreUnavailable, unavailable)  # Cassandra down or timing out
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: say so in the log with the traceback (never the request body or headers).
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+        return _problem(500, "something went wrong on our side; it has been logged")
+
+    app.add_exception_handler(Exception, unexpected)
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
@@ -110,6 +121,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         lifespan=lifespan,
     )
     app.state.backend = backend
+    app.state.rate_limiter = RateLimiter(settings.rate_limits, settings.rate_limit_scale)
     install_error_handlers(app)
     for router in (accounts.router, media.router, posts.router, feed.router, tags.router, discovery.router, ops.router):
         app.include_router(router)
@@ -123,4 +135,5 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
             return FileResponse(WEB_DIR / "index.html")
 
     app.add_middleware(PhotostreamMiddleware, upload_limit=settings.max_upload_bytes)
+    install_openapi(app)
     return app

@@ -184,6 +184,71 @@ def _migrate(settings: Settings) -> str:
     return f"ready: {tables} read-model tables in {backend.settings.read_store}; event store {backend.settings.event_store}"
 
 
+@main.command()
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+def backup(destination: Path) -> None:
+    """Copy the embedded event log to DESTINATION, consistently, while it is in use.
+
+    The log is all there is to back up: the read models are rebuilt from it. Distributed,
+    back up the Kafka topic instead (docs/DURABILITY.md)."""
+    settings = load_settings()
+    _embedded_only(settings, "backup")
+    from streams.sqlite_event_store import sqlite_path
+
+    _sqlite_backup(sqlite_path(settings.event_store), destination)
+    click.echo(f"backed up {_event_count(destination)} events to {destination}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore(source: Path) -> None:
+    """Replace the embedded event log with a backup made by `photostream backup`, and
+    drop the read models so that the next `photostream serve` rebuilds them from it.
+    Stop the server first."""
+    settings = load_settings()
+    _embedded_only(settings, "restore")
+    from streams.sqlite_event_store import sqlite_path
+
+    count = _event_count(source)  # refuses what is not an event log
+    log_path, views_path = sqlite_path(settings.event_store), sqlite_path(settings.read_store)
+    for path in (views_path, log_path):
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+    _sqlite_backup(source, log_path)
+    click.echo(f"restored {count} events into {log_path}; the read models rebuild at the next start")
+
+
+def _embedded_only(settings: Settings, what: str) -> None:
+    if not settings.embedded:
+        raise click.UsageError(f"`photostream {what}` copies the embedded SQLite log; distributed, see docs/DURABILITY.md")
+
+
+def _sqlite_backup(source: Path, destination: Path) -> None:
+    """SQLite's online backup: a consistent copy even while the server writes."""
+    import sqlite3
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(destination)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def _event_count(path: Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{path} is not a photostream event log: {exc}") from exc
+    finally:
+        conn.close()
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)

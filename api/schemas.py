@@ -166,7 +166,11 @@ class LikeState(BaseModel):
 
 
 class Problem(BaseModel):
+    """Every error answer: a sentence (or FastAPI's list of field errors for a 422), and
+    the field at fault where there is one."""
+
     detail: str | list[dict[str, object]]
+    field: str | None = None
 
 
 class Health(BaseModel):

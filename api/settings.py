@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     consistency_wait_seconds: float = Field(5.0, ge=0, le=60)
     worker_id: int | None = Field(None, ge=0, le=1023, description="snowflake worker bits; random when unset")
     log_level: str = Field("info")
+    # Token buckets per action: "<burst>/<seconds>" = at most <burst> at once, refilled at
+    # <burst> per <seconds>; one limit per account and one per client address
+    # (api/ratelimit.py). PHOTOSTREAM_RATE_LIMITS='{"sign_in": {"address": "5/60"}}'
+    # overrides single entries; "0/1" switches one off.
+    rate_limits: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Multiplies every burst (tests that sign up many accounts from one address set it).
+    rate_limit_scale: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _defaults_from_data_dir(self) -> Settings:

@@ -27,6 +27,7 @@ from domain.events import (
     PostDeleted,
     PostEdited,
     ProfileUpdated,
+    SessionsRevoked,
     Unfollowed,
     Unliked,
 )
@@ -89,6 +90,7 @@ class Account:
     avatar: MediaRef | None
     private: bool
     password_hash: str
+    session_generation: int = 0  # raised by SessionsRevoked; tokens carry the one they were issued in
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ def fold_account(events: Iterable[DomainEvent]) -> Account | None:
             state = replace(
                 state, display_name=e.display_name, bio=e.bio, avatar=e.avatar, private=e.private
             )
+        elif isinstance(e, SessionsRevoked) and state is not None:
+            state = replace(state, session_generation=e.generation)
     return state
 
 

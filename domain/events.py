@@ -84,6 +84,16 @@ class ProfileUpdated(DomainEvent):
     private: bool
 
 
+@dataclass(frozen=True)
+class SessionsRevoked(DomainEvent):
+    """The account signed out everywhere: every token of an older session generation is
+    refused from now on. Carries the new generation (absolute), so replays are harmless."""
+
+    TYPE: ClassVar[str] = "SessionsRevoked"
+    account_id: str
+    generation: int
+
+
 # ----- media and posts ---------------------------------------------------------------
 
 
@@ -302,6 +312,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     for cls in (
         AccountRegistered,
         ProfileUpdated,
+        SessionsRevoked,
         MediaStored,
         PostCreated,
         PostEdited,

@@ -18,6 +18,7 @@ from projections.posts import Posts
 from projections.posts_by_author import PostsByAuthor
 from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
+from projections.sessions import Sessions
 from projections.search import Search
 from projections.store import Table
 from projections.visibility import Visibility
@@ -47,6 +48,7 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         PostsByTag(),
         Likes(),
         Comments(),
+        Sessions(),
         HomeTimeline(
             timeline_max=settings.timeline_max,
             backfill=settings.backfill,

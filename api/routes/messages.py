@@ -1,13 +1,14 @@
 """Direct messages: send, list conversations, read one, mark it read."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from commands import messages as message_commands
 from domain.errors import NotFound
 from domain.events import MessageSent, format_time
 
 from api import live_views, schemas
+from api.ratelimit import limit
 from api.http import ActorDep, BackendDep, Consistent, JSONResponse, Paging, SignedIn, command_answer, page
 from api.presenters import media_ref_json
 
@@ -16,8 +17,9 @@ NOT_FOUND = {404: {"model": schemas.Problem}}
 
 
 @router.post("/messages", status_code=201, response_model=schemas.Message, responses={**NOT_FOUND, 422: {"model": schemas.Problem}})
-async def send(body: schemas.NewMessage, actor: ActorDep, backend: BackendDep) -> Response:
+async def send(body: schemas.NewMessage, actor: ActorDep, backend: BackendDep, request: Request) -> Response:
     """Send a message to an account by username: text, photos (ids from POST /v1/media), or both."""
+    limit(request, "message", actor.account_id)
     done = await message_commands.send_message(backend.commands, actor, body.to, body.text, body.media_ids)
     sent: MessageSent = done.value
     answer = {

@@ -132,7 +132,11 @@ def worker(threads: int, log_level: str | None) -> None:
 
     _migrate(settings)
     projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
-    store = CassandraReadStore.from_url(settings.read_store)
+    from projections.versions import VersionedStore
+
+    # Writes go to each projection's active version (a rebuild switches it, see
+    # `photostream projections rebuild`).
+    store = VersionedStore(CassandraReadStore.from_url(settings.read_store), projectors)
     app = create_app(
         KafkaTopology.from_url(settings.event_store), projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads
     )

@@ -60,30 +60,38 @@ class EmbeddedRunner:
         return min(self._positions.values(), default=0)
 
     def run_batch(self) -> BatchReport:
+        with self.views.unit_of_work():
+            report, positions = self._run_batch()
+        self._positions = positions  # only once the batch committed
+        return report
+
+    def _run_batch(self) -> tuple[BatchReport, dict[str, int]]:
+        # Inside the transaction: a rebuild's switch of a projection's active version
+        # (projections.versions) commits wholly before or after this batch.
+        refresh = getattr(self.views, "refresh", None)
+        if refresh is not None and refresh():
+            self._positions = self._load_positions()
         rows = self.events.read_raw(self.position, self.batch_size)
         if not rows:
-            return BatchReport(0, self.position, 0)
+            return BatchReport(0, self.position, 0), self._positions
         dead = 0
         last_time: str | None = None
-        with self.views.unit_of_work():
-            for position, _, body in rows:
-                try:
-                    event = decode_event(body)
-                except EventDecodeError as exc:
-                    dead += self._park_undecodable(position, body, exc)
+        for position, _, body in rows:
+            try:
+                event = decode_event(body)
+            except EventDecodeError as exc:
+                dead += self._park_undecodable(position, body, exc)
+                continue
+            last_time = format_time(event.occurred_at)
+            for projector in self.projectors:
+                if position <= self._positions[projector.name] or not projector.handles(event):
                     continue
-                last_time = format_time(event.occurred_at)
-                for projector in self.projectors:
-                    if position <= self._positions[projector.name] or not projector.handles(event):
-                        continue
-                    dead += self._apply(projector, event, position, body)
-            last = rows[-1][0]
-            self.views.save_checkpoints(
-                [Checkpoint(p.name, PARTITION, max(last, self._positions[p.name]), last_time) for p in self.projectors]
-            )
-        for p in self.projectors:
-            self._positions[p.name] = max(last, self._positions[p.name])
-        return BatchReport(len(rows), last, dead)
+                dead += self._apply(projector, event, position, body)
+        last = rows[-1][0]
+        self.views.save_checkpoints(
+            [Checkpoint(p.name, PARTITION, max(last, self._positions[p.name]), last_time) for p in self.projectors]
+        )
+        return BatchReport(len(rows), last, dead), {p.name: max(last, self._positions[p.name]) for p in self.projectors}
 
     def _apply(self, projector: Projector, event, position: int, body: bytes) -> int:
         error: Exception | None = None

@@ -46,4 +46,11 @@ async def readyz(backend: BackendDep) -> JSONResponse:
 async def projections(backend: BackendDep) -> JSONResponse:
     """Each projection's version, how many events it has applied, and its lag behind the
     log (events, and seconds since the event it has applied up to while behind)."""
-    return JSONResponse({"items": [dataclasses.asdict(p) for p in await backend.progress()]})
+    items = []
+    for progress in await backend.progress():
+        item = dataclasses.asdict(progress)
+        item["partitions"] = [
+            {"partition": p, "position": position, "lag_events": lag} for p, (position, lag) in sorted(progress.partitions.items())
+        ]
+        items.append(item)
+    return JSONResponse({"items": items})

@@ -177,3 +177,8 @@ def _redact(url: str) -> str:
 
 
 main.add_command(stack)
+
+from api.ops_cli import events, projections  # noqa: E402 - they use load_settings above
+
+main.add_command(events)
+main.add_command(projections)

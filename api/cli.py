@@ -23,12 +23,21 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    """Text lines by default; PHOTOSTREAM_LOG_FORMAT=json for one JSON object a line.
+    Either way every line carries the correlation id of the request it serves."""
+    import os
+
+    from observability.context import CorrelationFilter, JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CorrelationFilter())
+    if os.environ.get("PHOTOSTREAM_LOG_FORMAT", "text").lower() == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s]: %(message)s", datefmt="%H:%M:%S")
+        )
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -13,6 +13,8 @@ from domain.ids import parse_id
 from projections.queries import AccountView, account_by_id
 from streams.event_store import ConsistencyToken
 
+from observability.context import CORRELATION_ID
+
 from api.auth import InvalidToken
 from api.wiring import Backend
 
@@ -70,7 +72,7 @@ def current_account(account_id: Annotated[str | None, Depends(optional_account)]
 
 
 def actor(request: Request, account_id: Annotated[str, Depends(current_account)]) -> Actor:
-    return Actor(account_id, request.headers.get("x-correlation-id") or None)
+    return Actor(account_id, CORRELATION_ID.get() or request.headers.get("x-correlation-id") or None)
 
 
 async def consistent(

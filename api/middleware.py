@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request body limits, the X-Consistency header, request metrics.
+"""Pure ASGI middleware: request body limits, the X-Consistency header, request metrics,
+the correlation id (X-Correlation-Id in, or a new one; echoed on the response).
 
 Body limits are enforced while the body streams in, so a huge upload is refused with 413
 before it is read into memory or spooled to disk.
@@ -6,9 +7,12 @@ before it is read into memory or spooled to disk.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any, Awaitable, Callable
 
 import orjson
+
+from observability.context import CORRELATION_ID
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -63,10 +67,16 @@ class PhotostreamMiddleware:
                 response_started = True
                 status_seen = message["status"]
                 state = scope.get("state") or {}
+                extra = [(b"x-correlation-id", correlation.encode("latin-1"))]
                 if state.get("consistency_stale"):
-                    message = {**message, "headers": [*message.get("headers", []), (b"x-consistency", b"stale")]}
+                    extra.append((b"x-consistency", b"stale"))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
+        # The correlation id follows the request into its log lines and its events.
+        given = headers.get(b"x-correlation-id", b"").decode("latin-1").strip()
+        correlation = given if given and len(given) <= 128 and given.isprintable() else str(uuid.uuid4())
+        reset = CORRELATION_ID.set(correlation)
         try:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
@@ -74,6 +84,7 @@ class PhotostreamMiddleware:
                 await _too_large(send, limit)
                 status_seen = 413
         finally:
+            CORRELATION_ID.reset(reset)
             if self.observe is not None:
                 route = scope.get("route")
                 path = getattr(route, "path", None) or "unmatched"

@@ -18,10 +18,13 @@ from projections.versions import VersionedStore
 from streams.event_store import ConsistencyToken, EventStore
 from streams.lanes import lane_name
 
+from observability.metrics import EVENTS_APPENDED
+
 from api.auth import TokenSigner, load_or_create_secret
 from api.settings import Settings
 
 log = logging.getLogger("photostream")
+events_log = logging.getLogger("photostream.events")
 CHECKPOINT_TTL = 0.002
 T = TypeVar("T")
 
@@ -176,7 +179,7 @@ def open_backend(
     events, views, runner, threaded = _open_stores(settings, projectors, run_projections, bulk)
     media = open_media_store(settings.media_store)
     commands = CommandContext(
-        events=events,
+        events=CountingEvents(events),
         ids=IdGenerator(settings.worker_id),
         hasher=hasher or Argon2Hasher(),
         media=media,
@@ -199,6 +202,33 @@ def open_backend(
         lanes=lanes,
         query_in_thread=threaded,
     )
+
+
+class CountingEvents:
+    """The event store as commands see it: each append is counted by event type
+    (photostream_events_appended_total) and logged with its correlation id."""
+
+    def __init__(self, inner: EventStore) -> None:
+        self.inner = inner
+
+    async def append(self, stream: str, events: Any, **kwargs: Any) -> Any:
+        result = await self.inner.append(stream, events, **kwargs)
+        for event in events:
+            EVENTS_APPENDED.inc(type=event.type)
+        events_log.info(
+            "appended %s to %s",
+            ", ".join(e.type for e in events),
+            stream,
+            extra={
+                "correlation_id": events[0].correlation_id,
+                "event_ids": [e.event_id for e in events],
+                "positions": [list(p) for p in result.positions],
+            },
+        )
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def _partitions(kafka_url: str) -> int:

@@ -35,6 +35,7 @@ from projections.store import (
     Write,
 )
 from domain.events import format_time, utc_now
+from observability.metrics import WRITES_PER_EVENT
 
 VERSIONS = Table(
     "projection_versions",
@@ -199,6 +200,10 @@ class VersionedStore:
         self.inner.ensure_tables([self.physical(t) for t in tables])
 
     def apply(self, writes: Sequence[Write]) -> None:
+        if writes:
+            projection = self._owner.get(writes[0].table.name)
+            if projection is not None:  # for home_timeline this is the fan-out batch size
+                WRITES_PER_EVENT.observe(len(writes), projection=projection)
         self.inner.apply([self._write(w) for w in writes])
 
     def get(self, table: Table, key: Row) -> Row | None:

@@ -13,7 +13,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-from domain.events import EventDecodeError, decode_event, format_time, utc_now
+from domain.events import EventDecodeError, UnknownEvent, decode_event, format_time, utc_now
+from observability.metrics import EVENTS_SKIPPED
 from projections.projector import Projector
 from projections.sqlite_store import SqliteReadStore
 from projections.store import Checkpoint, DeadLetter
@@ -83,6 +84,9 @@ class EmbeddedRunner:
                 dead += self._park_undecodable(position, body, exc)
                 continue
             last_time = format_time(event.occurred_at)
+            if isinstance(event.data, UnknownEvent):  # written by newer code: skipped, counted
+                EVENTS_SKIPPED.inc(type=event.type)
+                continue
             for projector in self.projectors:
                 if position <= self._positions[projector.name] or not projector.handles(event):
                     continue

@@ -42,7 +42,8 @@ from urllib.parse import urlsplit
 import faust
 import orjson
 
-from domain.events import Event, EventDecodeError, decode_event, format_time, utc_now
+from domain.events import Event, EventDecodeError, UnknownEvent, decode_event, format_time, utc_now
+from observability.metrics import EVENTS_SKIPPED
 from projections.projector import Projector
 from projections.store import Checkpoint, DeadLetter, ReadStore, ReadStoreUnavailable
 from streams.lanes import lane_name
@@ -229,6 +230,8 @@ def create_app(
                 event = decode_event(message.value)
             except EventDecodeError:
                 event = None  # every projection parks it as a dead letter
+            if event is not None and isinstance(event.data, UnknownEvent):
+                EVENTS_SKIPPED.inc(type=event.type)  # written by newer code: no lane wants it
             if message.offset > reached.get(message.partition, (-1, None))[0]:
                 reached[message.partition] = (message.offset, format_time(event.occurred_at) if event else None)
             for p in projectors:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from domain.events import EventDecodeError, Recorded, decode_event, format_time, utc_now
+from domain.events import EventDecodeError, Recorded, UnknownEvent, decode_event, format_time, utc_now
+from observability.metrics import EVENTS_SKIPPED
 from projections.projector import Projector
 from projections.store import Checkpoint, DeadLetter, ReadStore, Row, Table
 from projections.versions import BUILDING, LIVE, SWITCHING, VersionedStore, VersionState, checkpoint_base
@@ -54,6 +55,7 @@ class FoldReport:
     events: int = 0  # events read from the log
     applied: int = 0  # events some projector handled
     dead_letters: int = 0
+    skipped: int = 0  # events of types (or versions) this code does not know
     seconds: float = 0.0
     positions: dict[int, int] = field(default_factory=dict)  # partition -> last position read
 
@@ -112,6 +114,10 @@ class Folder:
                 report.dead_letters += self._park("(decode)", raw, None, exc)
                 continue
             if where is not None and not where.matches(Recorded(event, raw.partition, raw.position)):
+                continue
+            if isinstance(event.data, UnknownEvent):  # written by newer code: skipped, counted
+                EVENTS_SKIPPED.inc(type=event.type)
+                report.skipped += 1
                 continue
             decoded.append((raw, event))
         with self.store.unit_of_work() if self.transactional else _nothing():

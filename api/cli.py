@@ -118,7 +118,13 @@ def seed(graph_path: Path, posts_per_account: int, max_accounts: int | None, pas
 @main.command()
 @click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256), help="Threads applying writes to Cassandra (keys in parallel).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Log verbosity.")
-def worker(threads: int, log_level: str | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve this worker's Prometheus metrics (writes per event = fan-out sizes, unknown events skipped) on http://127.0.0.1:PORT/metrics.",
+)
+def worker(threads: int, log_level: str | None, metrics_port: int | None) -> None:
     """Run the stream processors (a Faust worker) that project events into Cassandra.
 
     Distributed mode only: needs PHOTOSTREAM_EVENT_STORE=kafka://... and
@@ -140,6 +146,8 @@ def worker(threads: int, log_level: str | None) -> None:
     from streams.faust_app import KafkaTopology, create_app
 
     _migrate(settings)
+    if metrics_port is not None:
+        _serve_metrics(metrics_port)
     projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
     from projections.versions import VersionedStore
 
@@ -176,6 +184,32 @@ def _migrate(settings: Settings) -> str:
     asyncio.run(run())
     tables = sum(len(p.tables) for p in backend.projectors)
     return f"ready: {tables} read-model tables in {backend.settings.read_store}; event store {backend.settings.event_store}"
+
+
+def _serve_metrics(port: int) -> None:
+    """A tiny HTTP server on a daemon thread: GET /metrics of this process's registry."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from observability.metrics import REGISTRY
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404)
+                return
+            body = REGISTRY.render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
 
 
 def _redact(url: str) -> str:

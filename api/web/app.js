@@ -5,6 +5,7 @@ import { loginView, signupView } from './js/views/auth.js';
 import { exploreView, postView, searchView, tagView } from './js/views/discover.js';
 import { feedView } from './js/views/feed.js';
 import { newPostView } from './js/views/newpost.js';
+import { opsView } from './js/views/ops.js';
 import { followsView, profileView } from './js/views/profile.js';
 import { settingsView } from './js/views/settings.js';
 
@@ -29,6 +30,7 @@ const ROUTES = [
   ['search', /^\/search$/, searchView, { nav: 'search' }],
   ['new', /^\/new$/, newPostView, { auth: true, nav: 'create' }],
   ['settings', /^\/settings$/, settingsView, { auth: true, nav: 'settings' }],
+  ['ops', /^\/ops$/, opsView, {}], // operators: events/s and projection lag
   // Later: ['notifications', /^\/notifications$/, ...], ['messages', /^\/messages$/, ...]
 ];
 

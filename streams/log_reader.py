@@ -399,15 +399,64 @@ def read_events(
         yield from reader.events(where)
 
 
+ENVELOPE_TEXT = ("event_id", "stream", "occurred_at", "correlation_id")
+
+
+def export_rows(reader: LogReader, where: EventFilter = EventFilter()) -> Iterator[dict[str, Any]]:
+    """Rows for analysts, fast: the envelope and the data as stored, old versions upcast
+    (UPCASTERS) and secret fields redacted, without building the typed payloads (what
+    `events export` writes; ~10x the rate of decoding every event). Bodies without a
+    well-formed envelope are counted in reader.undecodable and left out."""
+    from domain.events import EVENT_TYPES, UPCASTERS
+
+    since = format_time(where.since) if where.since else None
+    until = format_time(where.until) if where.until else None
+    for raw in reader.raw(where):
+        try:
+            doc = orjson.loads(raw.body)
+            kind, version, data = doc["type"], doc["version"], doc["data"]
+            if not (isinstance(kind, str) and isinstance(version, int) and isinstance(data, dict)):
+                raise ValueError("malformed envelope")
+            if not all(isinstance(doc.get(name), str) for name in ENVELOPE_TEXT):
+                raise ValueError("malformed envelope")
+            occurred = format_time(parse_time(doc["occurred_at"]))  # one format, for filters and columns
+            cls = EVENT_TYPES.get(kind)
+            if cls is not None:
+                while version < cls.VERSION:
+                    data, version = UPCASTERS[(kind, version)](data), version + 1
+                for name in cls.SECRET_FIELDS:
+                    if name in data:
+                        data[name] = "[redacted]"
+        except (ValueError, KeyError, TypeError):
+            reader.undecodable += 1
+            continue
+        if (where.types and kind not in where.types) or (where.streams and doc["stream"] not in where.streams):
+            continue
+        if (since and occurred < since) or (until and occurred >= until):
+            continue
+        yield {
+            "event_id": doc["event_id"],
+            "type": kind,
+            "version": version,
+            "stream": doc["stream"],
+            "partition": raw.partition,
+            "position": raw.position,
+            "occurred_at": occurred,
+            "actor": doc.get("actor"),
+            "correlation_id": doc["correlation_id"],
+            "causation_id": doc.get("causation_id"),
+            "data": orjson.dumps(data).decode(),
+        }
+
+
 def event_row(recorded: Recorded) -> dict[str, Any]:
-    """One event as an analyst sees it: the envelope, where it sits in the log, and its
-    data as JSON text with secret fields redacted."""
+    """One decoded event as an analyst sees it: the envelope, where it sits in the log,
+    and its data with secret fields redacted (`events tail`)."""
     from domain.events import event_to_dict
 
     doc = event_to_dict(recorded.event, redact=True)
     doc["partition"] = recorded.partition
     doc["position"] = recorded.position
-    doc["data"] = orjson.dumps(doc["data"]).decode()
     return doc
 
 

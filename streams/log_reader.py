@@ -147,9 +147,12 @@ class LogReader:
         """How many events a read will look at (for progress bars), when cheap to know."""
         raise NotImplementedError
 
-    def raw(self, where: EventFilter = EventFilter(), *, upto: dict[int, int] | None = None) -> Iterator[RawRecord]:
-        """Undecoded records up to `upto` (default: the head when the read starts), each
-        partition in order. Only position bounds (and on SQLite every bound) apply here."""
+    def raw(
+        self, where: EventFilter = EventFilter(), *, upto: dict[int, int] | None = None, after: dict[int, int] | None = None
+    ) -> Iterator[RawRecord]:
+        """Undecoded records up to `upto` (default: the head when the read starts) and
+        past `after` (partition -> last position already read), each partition in order.
+        Only position bounds (and on SQLite every bound) apply here."""
         raise NotImplementedError
 
     def follow(self, where: EventFilter = EventFilter(), *, from_head: bool = True) -> Iterator[RawRecord]:
@@ -211,8 +214,8 @@ class SqliteLogReader(LogReader):
             args.append(format_time(where.until))
         return " AND ".join(sql), args
 
-    def _bounds(self, where: EventFilter, upto: dict[int, int] | None) -> tuple[int, int]:
-        after = max((where.from_position or 1) - 1, 0)
+    def _bounds(self, where: EventFilter, upto: dict[int, int] | None, already: dict[int, int] | None = None) -> tuple[int, int]:
+        after = max((where.from_position or 1) - 1, 0, (already or {}).get(0, 0))
         end = (upto or self.head())[0]
         if where.to_position is not None:
             end = min(end, where.to_position)
@@ -225,8 +228,13 @@ class SqliteLogReader(LogReader):
         (count,) = self.conn.execute(f"SELECT COUNT(*) FROM events WHERE {sql}", args).fetchone()
         return int(count)
 
-    def raw(self, where: EventFilter = EventFilter(), *, upto: dict[int, int] | None = None, batch: int = 5000) -> Iterator[RawRecord]:
-        after, end = self._bounds(where, upto)
+    def raw(
+        self, where: EventFilter = EventFilter(), *, upto: dict[int, int] | None = None, after: dict[int, int] | None = None, batch: int = 5000
+    ) -> Iterator[RawRecord]:
+        after_position, end = self._bounds(where, upto, after)
+        yield from self._raw(where, after_position, end, batch)
+
+    def _raw(self, where: EventFilter, after: int, end: int, batch: int) -> Iterator[RawRecord]:
         while True:
             sql, args = self._where(where, after, end)
             rows = self.conn.execute(
@@ -306,13 +314,13 @@ class KafkaLogReader(LogReader):
         begins = self._loop.run(self._consumer.beginning_offsets(self._tps))
         return {tp.partition: begins[tp] for tp in self._tps}
 
-    def _ranges(self, where: EventFilter, upto: dict[int, int] | None) -> dict[int, tuple[int, int]]:
+    def _ranges(self, where: EventFilter, upto: dict[int, int] | None, after: dict[int, int] | None = None) -> dict[int, tuple[int, int]]:
         """partition -> (first offset to read, last offset to read), empty ranges left out."""
         head = upto if upto is not None else self.head()
         starts = self._starts()
         ranges = {}
         for p, last in head.items():
-            first = max(starts.get(p, 0), where.from_position or 0)
+            first = max(starts.get(p, 0), where.from_position or 0, (after or {}).get(p, -1) + 1)
             if where.to_position is not None:
                 last = min(last, where.to_position)
             if first <= last:
@@ -323,8 +331,10 @@ class KafkaLogReader(LogReader):
         where = where or EventFilter()
         return sum(last - first + 1 for first, last in self._ranges(where, None).values())
 
-    def raw(self, where: EventFilter = EventFilter(), *, upto: dict[int, int] | None = None, batch: int = 5000) -> Iterator[RawRecord]:
-        ranges = self._ranges(where, upto)
+    def raw(
+        self, where: EventFilter = EventFilter(), *, upto: dict[int, int] | None = None, after: dict[int, int] | None = None, batch: int = 5000
+    ) -> Iterator[RawRecord]:
+        ranges = self._ranges(where, upto, after)
         if not ranges:
             return
         tps = {tp.partition: tp for tp in self._tps}
@@ -351,6 +361,12 @@ class KafkaLogReader(LogReader):
                     if messages and messages[-1].offset >= last:
                         remaining.pop(tp.partition, None)
                         self._loop.run(_pause(self._consumer, tp))
+                # Offsets may have gaps (transaction markers): a partition is also done
+                # once the consumer's position is past its last offset.
+                for partition, (_, last) in list(remaining.items()):
+                    if self._loop.run(self._consumer.position(tps[partition])) > last:
+                        remaining.pop(partition)
+                        self._loop.run(_pause(self._consumer, tps[partition]))
         finally:
             self._loop.run(_unassign(self._consumer))
 

@@ -151,8 +151,8 @@ class VersionedStore:
 
     def pinned(self, projection: str, version: int) -> VersionedStore:
         """A store that reads and writes `version` of `projection` (a rebuild's view)."""
-        projectors_tables = {p for p in self._owner.values()}
-        assert projection in projectors_tables, projection
+        if projection not in self.projections:
+            raise ValueError(f"unknown projection {projection!r}")
         clone = object.__new__(VersionedStore)
         clone.__dict__.update(self.__dict__)
         clone._pinned = {**self._pinned, projection: version}
@@ -183,7 +183,8 @@ class VersionedStore:
         return [physical_table(t, version) for t in projector.tables]
 
     def _write(self, write: Write) -> Write:
-        return dataclasses.replace(write, table=self.physical(write.table, writing=True))  # type: ignore[arg-type]
+        table = self.physical(write.table, writing=True)
+        return write if table is write.table else dataclasses.replace(write, table=table)  # type: ignore[arg-type]
 
     def _checkpoint_out(self, checkpoint: Checkpoint) -> Checkpoint:
         projection, _, lane = split_checkpoint(checkpoint.projection)

@@ -106,7 +106,14 @@ class EmbeddedRunner:
                 return 0
             except Exception as exc:  # a poison event must not stop the world
                 error = exc
-        log.error("projector %s failed on event %s at %s: %s", projector.name, event.event_id, position, error)
+        log.error(
+            "projector %s failed on event %s at %s: %s",
+            projector.name,
+            event.event_id,
+            position,
+            error,
+            extra={"correlation_id": event.correlation_id},  # the command that caused it
+        )
         self.views.add_dead_letter(
             DeadLetter(
                 projection=projector.name,

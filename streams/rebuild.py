@@ -150,7 +150,14 @@ class Folder:
         return self._park(projector.name, raw, event, error)
 
     def _park(self, projection: str, raw: RawRecord, event: Any, error: Exception | None) -> int:
-        log.error("%s cannot apply the event at %s/%s: %s", projection, raw.partition, raw.position, error)
+        log.error(
+            "%s cannot apply the event at %s/%s: %s",
+            projection,
+            raw.partition,
+            raw.position,
+            error,
+            extra={"correlation_id": event.correlation_id if event else None},
+        )
         self.store.add_dead_letter(
             DeadLetter(
                 projection=projection,

@@ -19,6 +19,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from api.cli import main
 from api.settings import Settings
@@ -207,6 +210,20 @@ def test_replay_up_to_a_time_builds_a_separate_store_as_of_that_time(api: Api, s
     eventually(api, f"/v1/accounts/{users[0].username}/posts", ok=lambda body: any(p["id"] == later["id"] for p in body["items"]))
     out = cli(settings, "events", "replay", "--into", "posts", "--output", str(out_path), code=2)
     assert "exists" in out
+    out = cli(settings, "events", "replay", "--into", "posts", "--output", settings.read_store, code=2)
+    assert "live read store" in out
+    if not settings.embedded:  # into a fresh Cassandra keyspace, too
+        from projections.cassandra_store import CassandraReadStore
+
+        keyspace = f"t_replay_{uuid.uuid4().hex[:12]}"
+        url = f"{settings.read_store.rsplit('/', 1)[0]}/{keyspace}"
+        cli(settings, "events", "replay", "--into", "posts", "--until", cut, "--output", url)
+        store = CassandraReadStore.from_url(url)
+        try:
+            assert {r["post_id"] for r in store.dump(POSTS)} == replayed
+        finally:
+            store.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+            store.close()
     out = cli(settings, "events", "replay", "--into", "nope", "--output", str(tmp_path / "b.db"), code=2)
     assert "unknown projector nope" in out
 
@@ -431,3 +448,65 @@ def test_read_events_from_python_matches_the_cli_reader(api: Api, settings: Sett
         positions = [r.position for r in decoded if r.partition == partition]
         assert positions == sorted(positions)
     assert list(read_events(settings.event_store, types=["Liked"]))[0].event.type == "Liked"
+
+
+# ----- the reader's filters -------------------------------------------------------------
+
+
+SAMPLE_LOG = Path(__file__).parent / "data" / "sample_log" / "v1.jsonl"
+
+
+@pytest.fixture(scope="module")
+def sample_log(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The committed sample log (every event type) as an embedded log."""
+    from domain.events import decode_event
+    from streams.sqlite_event_store import SqliteEventStore
+
+    path = tmp_path_factory.mktemp("sample") / "events.db"
+    store = SqliteEventStore(path, durable=False)
+    for line in SAMPLE_LOG.read_bytes().splitlines():
+        event = decode_event(line)
+        store.append_sync(event.stream, [event])
+    asyncio.run(store.close())
+    return f"sqlite:///{path}"
+
+
+def _sample_events() -> list[Any]:
+    from domain.events import decode_event
+
+    return [decode_event(line) for line in SAMPLE_LOG.read_bytes().splitlines()]
+
+
+SAMPLE = _sample_events()
+SAMPLE_TIMES = sorted({e.occurred_at for e in SAMPLE})
+
+
+@given(
+    types=st.sets(st.sampled_from(sorted({e.type for e in SAMPLE})), max_size=3),
+    streams=st.sets(st.sampled_from(sorted({e.stream for e in SAMPLE})), max_size=3),
+    since=st.none() | st.sampled_from(SAMPLE_TIMES),
+    until=st.none() | st.sampled_from(SAMPLE_TIMES),
+    low=st.none() | st.integers(0, len(SAMPLE) + 2),
+    high=st.none() | st.integers(0, len(SAMPLE) + 2),
+)
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_filters_in_sql_and_in_export_agree_with_the_filter_itself(sample_log: str, types, streams, since, until, low, high) -> None:
+    """SQLite filters in SQL and export_rows filters dicts; both must select exactly what
+    EventFilter.matches selects from the whole log, with positions in range."""
+    from streams.log_reader import EventFilter, export_rows
+
+    if since and until and since >= until:
+        since, until = until, None
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    where = EventFilter.build(types, streams, since, until, low, high)
+    with LogReader.open(sample_log) as reader:
+        everything = list(reader.events(EventFilter()))
+        expected = [
+            r.event.event_id
+            for r in everything
+            if where.matches(r) and (low is None or r.position >= low) and (high is None or r.position <= high)
+        ]
+        assert [r.event.event_id for r in reader.events(where)] == expected
+        assert [row["event_id"] for row in export_rows(reader, where)] == expected
+        assert reader.size(where) == len(expected)

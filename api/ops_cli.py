@@ -346,13 +346,6 @@ def _run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
-def _projector(backend: Any, name: str) -> Any:
-    for p in backend.projectors:
-        if p.name == name:
-            return p
-    raise click.BadParameter(f"unknown projection {name!r}; known: {', '.join(p.name for p in backend.projectors)}", param_hint="NAME")
-
-
 @projections.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON document (for scripts) instead of a table.")
 def status(as_json: bool) -> None:

@@ -266,7 +266,6 @@ def rebuild(
 
     folder = Folder([projector], target, threads=threads_for(store))
     report = FoldReport()
-    where = EventFilter()
     try:
         while True:  # fold to the head; again from there until little is left
             head = reader.head()

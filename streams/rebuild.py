@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from domain.events import EventDecodeError, Recorded, UnknownEvent, decode_event, format_time, utc_now
+from domain.events import EventDecodeError, Recorded, UnknownEvent, decode_event, format_time, parse_time, utc_now
 from observability.metrics import EVENTS_SKIPPED
 from projections.projector import Projector
 from projections.store import Checkpoint, DeadLetter, ReadStore, Row, Table
@@ -44,6 +44,7 @@ Progress = Callable[[int, int | None], None]  # (events read so far, events to r
 BATCH = 1000
 CAUGHT_UP = 200  # hand over once fewer events than this are left to fold
 GRACE_SECONDS = 3.0  # > the registry TTL of every process, plus a slow query
+STALE_SWITCH_SECONDS = 120  # a switch takes seconds; one this old was interrupted
 
 
 class RebuildError(Exception):
@@ -252,7 +253,13 @@ def rebuild(
     name = projector.name
     current = store.states(fresh=True)[name]
     if current.state == SWITCHING:
-        raise RebuildError(f"{name} is switching versions already (another rebuild is finishing)")
+        since = (utc_now() - parse_time(current.changed_at)).total_seconds() if current.changed_at else float("inf")
+        if since < STALE_SWITCH_SECONDS:
+            raise RebuildError(f"{name} is switching versions already (another rebuild is finishing)")
+        # A rebuild killed mid-switch left the live writers paused: release them first.
+        on_phase(f"a rebuild was interrupted while switching {since:.0f} s ago; the live writers of {name} resume")
+        store.set_state(VersionState(name, current.active, current.building, BUILDING))
+        current = store.states(fresh=True)[name]
     old = current.active
     new = max(old, current.building or 0) + 1
     if current.state == BUILDING and current.building:

@@ -95,6 +95,7 @@ class VersionedStore:
         self._ttl = ttl  # None: only refresh() reloads (the embedded runner, in its transaction)
         self._physical: dict[tuple[str, int], Table] = {}
         self._lock = threading.Lock()
+        self._reloading = threading.Lock()
         inner.ensure_tables([VERSIONS])
         self._states: dict[str, VersionState] = {}
         self._loaded_at = 0.0
@@ -123,7 +124,13 @@ class VersionedStore:
 
     def state(self, projection: str) -> VersionState:
         if self._ttl is not None and time.monotonic() - self._loaded_at > self._ttl:
-            self.refresh()
+            # One thread reloads; the others go on with the registry as last read
+            # (it is at most a TTL old either way).
+            if self._reloading.acquire(blocking=False):
+                try:
+                    self.refresh()
+                finally:
+                    self._reloading.release()
         return self._states.get(projection) or VersionState(projection)
 
     def set_state(self, state: VersionState) -> None:
@@ -157,6 +164,7 @@ class VersionedStore:
         clone.__dict__.update(self.__dict__)
         clone._pinned = {**self._pinned, projection: version}
         clone._lock = threading.Lock()
+        clone._reloading = threading.Lock()
         return clone
 
     # ----- name mapping -------------------------------------------------------------

@@ -50,7 +50,7 @@ def cli(settings: Settings, *args: str, code: int = 0) -> str:
     return result.output
 
 
-def eventually(api: Api, path: str, user: User | None = None, ok: Any = lambda body: True, timeout: float = 120) -> Any:
+def eventually(api: Api, path: str, user: User | None = None, ok: Any = lambda body: True, timeout: float = 300) -> Any:
     """GET until it answers 200 with a body `ok` accepts: on a loaded box the worker may
     lag behind the API's consistency wait, and a stale answer is not the point here."""
     deadline = time.monotonic() + timeout
@@ -422,6 +422,7 @@ def test_metrics_and_projections_describe_the_pipeline(api: Api, settings: Setti
 
 def test_a_correlation_id_follows_a_command_into_its_events_and_logs(api: Api, settings: Settings, caplog) -> None:
     user = api.sign_up("correlated")
+    eventually(api, "/v1/accounts/correlated")  # posting needs the account projected
     caplog.set_level("INFO", logger="photostream.events")
     response = api.request(
         "POST", "/v1/posts", user, headers={"X-Correlation-Id": "req-4711"}, json={"caption": "traced", "media_ids": [api.upload(user)["id"]]}

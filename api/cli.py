@@ -116,7 +116,7 @@ def seed(graph_path: Path, posts_per_account: int, max_accounts: int | None, pas
 
 
 @main.command()
-@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256), help="Threads applying writes to Cassandra (keys in parallel).")
+@click.option("--threads", default=None, type=click.IntRange(1, 256), help="Threads applying lane batches to Cassandra (default: one per projection; each batch runs its reads and writes as concurrent rounds).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Log verbosity.")
 @click.option(
     "--metrics-port",
@@ -124,7 +124,7 @@ def seed(graph_path: Path, posts_per_account: int, max_accounts: int | None, pas
     default=None,
     help="Serve this worker's Prometheus metrics (writes per event = fan-out sizes, unknown events skipped) on http://127.0.0.1:PORT/metrics.",
 )
-def worker(threads: int, log_level: str | None, metrics_port: int | None) -> None:
+def worker(threads: int | None, log_level: str | None, metrics_port: int | None) -> None:
     """Run the stream processors (a Faust worker) that project events into Cassandra.
 
     Distributed mode only: needs PHOTOSTREAM_EVENT_STORE=kafka://... and

@@ -26,7 +26,7 @@ def media_ref_json(ref: MediaRef) -> dict[str, Any]:
 
 
 def account_json(a: AccountView) -> dict[str, Any]:
-    return {
+    body = {
         "id": str(a.id),
         "username": a.username,
         "display_name": a.display_name,
@@ -38,6 +38,9 @@ def account_json(a: AccountView) -> dict[str, Any]:
         "posts_count": a.posts_count,
         "created_at": a.created_at,
     }
+    if a.relationship is not None:  # only for a signed-in reader looking at someone else
+        body.update(a.relationship)
+    return body
 
 
 def post_json(p: PostView) -> dict[str, Any]:

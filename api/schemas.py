@@ -79,6 +79,16 @@ class Account(BaseModel):
     created_at: str
 
 
+class AccountSeen(Account):
+    """An Account as a signed-in reader sees someone else's (GET /v1/accounts/{username}):
+    these fields are present only then."""
+
+    following: bool | None = Field(None, description="you follow this account")
+    requested: bool | None = Field(None, description="you asked to follow this private account; pending")
+    blocking: bool | None = Field(None, description="you block this account")
+    muting: bool | None = Field(None, description="you muted this account")
+
+
 class Session(BaseModel):
     account: Account
     token: str
@@ -113,6 +123,20 @@ class Page(BaseModel, Generic[T]):
 
 class Following(BaseModel):
     following: bool
+    requested: bool | None = Field(None, description="present on follow: true when a private account was asked")
+
+
+class Blocking(BaseModel):
+    blocking: bool
+
+
+class Muting(BaseModel):
+    muting: bool
+
+
+class FollowRequestAnswer(BaseModel):
+    username: str
+    approved: bool
 
 
 class LikeState(BaseModel):

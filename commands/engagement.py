@@ -14,6 +14,7 @@ from domain.aggregates import (
 from domain.aggregates import Post
 from domain.errors import NotFound
 from domain.events import CommentAdded, CommentDeleted, Liked, Unliked
+from commands.social import ensure_not_blocked, may_see_posts_of
 
 
 async def _live_post(ctx: CommandContext, post_id: str) -> Post:
@@ -23,9 +24,21 @@ async def _live_post(ctx: CommandContext, post_id: str) -> Post:
     return post
 
 
+async def _post_to_engage_with(ctx: CommandContext, actor_id: str, post_id: str) -> Post:
+    """A live post the actor may like or comment on: 403 when either has blocked the
+    other, 404 (as for reading it) when the author is private and the actor no approved
+    follower. Decided on the write side (block, account and follow streams)."""
+    post = await _live_post(ctx, post_id)
+    if actor_id != post.author_id:
+        await ensure_not_blocked(ctx, actor_id, post.author_id)
+        if not await may_see_posts_of(ctx, actor_id, post.author_id):
+            raise NotFound(f"post {post_id} does not exist")
+    return post
+
+
 async def like(ctx: CommandContext, actor: Actor, post_id: str) -> Done:
     account_id = actor.account_id or ""
-    post = await _live_post(ctx, post_id)
+    post = await _post_to_engage_with(ctx, account_id, post_id)
     stream = like_stream(post_id, account_id)
 
     async def decide() -> Done:
@@ -58,7 +71,7 @@ async def unlike(ctx: CommandContext, actor: Actor, post_id: str) -> Done:
 async def add_comment(ctx: CommandContext, actor: Actor, post_id: str, text: str) -> Done:
     account_id = actor.account_id or ""
     text = rules.check_comment(text)
-    post = await _live_post(ctx, post_id)
+    post = await _post_to_engage_with(ctx, account_id, post_id)
     comment_id = ctx.new_id()
     event = CommentAdded(comment_id, post_id, account_id, post.author_id, text)
     done = await ctx.append(comment_stream(comment_id), [event], actor, expected_version=0)

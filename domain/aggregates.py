@@ -11,8 +11,15 @@ from domain.events import (
     AccountRegistered,
     CommentAdded,
     CommentDeleted,
+    Blocked,
     DomainEvent,
     Followed,
+    FollowRequestCancelled,
+    FollowRequestDeclined,
+    FollowRequested,
+    Muted,
+    Unblocked,
+    Unmuted,
     Liked,
     MediaRef,
     MediaStored,
@@ -43,6 +50,14 @@ def comment_stream(comment_id: str) -> str:
 
 def follow_stream(follower_id: str, followee_id: str) -> str:
     return f"follow-{follower_id}-{followee_id}"
+
+
+def block_stream(blocker_id: str, blocked_id: str) -> str:
+    return f"block-{blocker_id}-{blocked_id}"
+
+
+def mute_stream(muter_id: str, muted_id: str) -> str:
+    return f"mute-{muter_id}-{muted_id}"
 
 
 def like_stream(post_id: str, account_id: str) -> str:
@@ -134,6 +149,43 @@ def fold_following(events: Iterable[DomainEvent]) -> bool:
         elif isinstance(e, Unfollowed):
             following = False
     return following
+
+
+NOT_FOLLOWING, REQUESTED, FOLLOWING = "none", "requested", "following"
+
+
+def fold_follow(events: Iterable[DomainEvent]) -> str:
+    """The state of one follow stream: NOT_FOLLOWING, REQUESTED or FOLLOWING."""
+    state = NOT_FOLLOWING
+    for e in events:
+        if isinstance(e, Followed):
+            state = FOLLOWING
+        elif isinstance(e, FollowRequested):
+            state = REQUESTED
+        elif isinstance(e, (Unfollowed, FollowRequestDeclined, FollowRequestCancelled)):
+            state = NOT_FOLLOWING
+    return state
+
+
+def fold_blocked(events: Iterable[DomainEvent]) -> bool:
+    """Whether the block of this stream is in force."""
+    blocked = False
+    for e in events:
+        if isinstance(e, Blocked):
+            blocked = True
+        elif isinstance(e, Unblocked):
+            blocked = False
+    return blocked
+
+
+def fold_muted(events: Iterable[DomainEvent]) -> bool:
+    muted = False
+    for e in events:
+        if isinstance(e, Muted):
+            muted = True
+        elif isinstance(e, Unmuted):
+            muted = False
+    return muted
 
 
 def fold_liked(events: Iterable[DomainEvent]) -> bool:

@@ -141,6 +141,71 @@ class Unfollowed(DomainEvent):
     followee_id: str
 
 
+@dataclass(frozen=True)
+class FollowRequested(DomainEvent):
+    """A follow of a private account, waiting for its owner (stream follow-<a>-<b>)."""
+
+    TYPE: ClassVar[str] = "FollowRequested"
+    follower_id: str
+    followee_id: str
+    request_id: str  # time-sortable: orders the owner's pending requests newest first
+
+
+@dataclass(frozen=True)
+class FollowRequestDeclined(DomainEvent):
+    """The owner turned a request down (or blocked the requester)."""
+
+    TYPE: ClassVar[str] = "FollowRequestDeclined"
+    follower_id: str
+    followee_id: str
+
+
+@dataclass(frozen=True)
+class FollowRequestCancelled(DomainEvent):
+    """The requester withdrew the request (unfollow, or blocked the owner)."""
+
+    TYPE: ClassVar[str] = "FollowRequestCancelled"
+    follower_id: str
+    followee_id: str
+
+
+# An approved request is recorded as Followed (actor: the owner) in the same stream, so
+# every reader of the follow graph sees an approval as the follow it is.
+
+
+@dataclass(frozen=True)
+class Blocked(DomainEvent):
+    """Stream block-<blocker>-<blocked>. The follows both ways end with their own
+    Unfollowed / request events, appended by the same command."""
+
+    TYPE: ClassVar[str] = "Blocked"
+    blocker_id: str
+    blocked_id: str
+
+
+@dataclass(frozen=True)
+class Unblocked(DomainEvent):
+    TYPE: ClassVar[str] = "Unblocked"
+    blocker_id: str
+    blocked_id: str
+
+
+@dataclass(frozen=True)
+class Muted(DomainEvent):
+    """Stream mute-<muter>-<muted>: hides the muted account's posts from the muter's feed."""
+
+    TYPE: ClassVar[str] = "Muted"
+    muter_id: str
+    muted_id: str
+
+
+@dataclass(frozen=True)
+class Unmuted(DomainEvent):
+    TYPE: ClassVar[str] = "Unmuted"
+    muter_id: str
+    muted_id: str
+
+
 # ----- engagement --------------------------------------------------------------------
 
 
@@ -190,6 +255,13 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         PostDeleted,
         Followed,
         Unfollowed,
+        FollowRequested,
+        FollowRequestDeclined,
+        FollowRequestCancelled,
+        Blocked,
+        Unblocked,
+        Muted,
+        Unmuted,
         Liked,
         Unliked,
         CommentAdded,
@@ -300,6 +372,11 @@ def decode_event(raw: bytes | str) -> Event:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventDecodeError(f"event is not valid JSON: {exc}") from exc
+    return event_from_plain(doc)
+
+
+def event_from_plain(doc: Any) -> Event:
+    """An event from its parsed JSON document (decode_event without the parsing)."""
     if not isinstance(doc, dict):
         raise EventDecodeError("event is not a JSON object")
     try:

@@ -128,6 +128,20 @@ def check_can_follow(follower_id: str, followee_id: str) -> None:
         raise BadRequest("you cannot follow yourself")
 
 
+def check_not_self(actor_id: str, other_id: str, action: str) -> None:
+    """Blocking, muting and approving apply to someone else."""
+    if actor_id == other_id:
+        raise BadRequest(f"you cannot {action} yourself")
+
+
+def check_not_blocked(blocking: bool, blocked_by: bool, username: str) -> None:
+    """Refuse an interaction between two accounts when either has blocked the other."""
+    if blocking:
+        raise NotAllowed(f"you have blocked {username}; unblock them first")
+    if blocked_by:
+        raise NotAllowed(f"{username} has blocked you")
+
+
 def check_post_exists(post_id: str, exists: bool) -> None:
     if not exists:
         raise NotFound(f"post {post_id} does not exist")

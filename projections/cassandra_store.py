@@ -51,6 +51,8 @@ from projections.store import (
     Delete,
     DeletePartition,
     DeleteUpTo,
+    Get,
+    Read,
     ReadStoreUnavailable,
     Row,
     Table,
@@ -66,6 +68,10 @@ SMALL_APPLY_STATEMENTS = 20
 # ...and only while its values stay well under Cassandra's batch_size_fail_threshold
 # (50 KiB by default), which would reject the whole batch.
 SMALL_APPLY_BYTES = 32 * 1024
+# apply_groups merges the write sets of consecutive events of one group into one LOGGED
+# batch up to this many statements (and SMALL_APPLY_BYTES): fewer requests and batch-log
+# writes, and a group's events still land all or nothing, in order.
+GROUP_BATCH_STATEMENTS = 100
 # Big applies go as UNLOGGED batches of writes whose partitions share one replica set,
 # kept under Cassandra's warning thresholds (unlogged_batch_across_partitions_warn_threshold
 # 10, batch_size_warn_threshold 5 KiB) so the server log stays readable.
@@ -359,6 +365,50 @@ class CassandraReadStore:
         else:
             self._run_concurrently(self._pack(bound), self._session.get_execution_profile(EXEC_PROFILE_DEFAULT))
 
+    @_unavailable_as_port_error
+    def apply_groups(self, groups: Sequence[Sequence[Sequence[Write]]]) -> None:
+        """Apply many events' write sets in a few concurrent rounds.
+
+        Within a group, consecutive small write sets are merged into one LOGGED batch (of
+        at most GROUP_BATCH_STATEMENTS statements and SMALL_APPLY_BYTES), a write set too
+        big for that becomes its own step of packed UNLOGGED batches (as apply() sends
+        it). Round r sends step r of every group at once; a group's next step waits for
+        the round, so a group's write sets land in order and a crash leaves a prefix of
+        each group, never a later write set without an earlier one: an absolute count
+        never lands ahead of the edge it counted. Timestamps are reserved in group order
+        as apply() does."""
+        steps: list[list[list[Statement]]] = []  # per group: steps, each concurrent statements
+        for group in groups:
+            sets = [ws for ws in group if ws]
+            if not sets:
+                continue
+            first = CLOCK.reserve(sum(len(ws) for ws in sets))
+            group_steps: list[list[Statement]] = []
+            batch: list[_Bound] = []
+            batch_size = 0
+            for ws in sets:
+                bound = [self._bind_write(w, first + i) for i, w in enumerate(ws)]
+                first += len(ws)
+                size = sum(b.size for b in bound)
+                if len(bound) > SMALL_APPLY_STATEMENTS or size > SMALL_APPLY_BYTES:
+                    if batch:
+                        group_steps.append([_logged(batch)])
+                        batch, batch_size = [], 0
+                    group_steps.append(self._pack(bound))
+                    continue
+                if batch and (len(batch) + len(bound) > GROUP_BATCH_STATEMENTS or batch_size + size > SMALL_APPLY_BYTES):
+                    group_steps.append([_logged(batch)])
+                    batch, batch_size = [], 0
+                batch += bound
+                batch_size += size
+            if batch:
+                group_steps.append([_logged(batch)])
+            steps.append(group_steps)
+        profile = self._session.get_execution_profile(EXEC_PROFILE_DEFAULT)
+        for r in range(max((len(g) for g in steps), default=0)):
+            statements = [s for g in steps if r < len(g) for s in g[r]]
+            self._run_concurrently(statements, profile)
+
     def _replicas(self, statement: BoundStatement) -> tuple[str, ...]:
         """The nodes holding a statement's partition (empty without token metadata)."""
         hosts = self._cluster.metadata.get_replicas(self.keyspace, statement.routing_key)
@@ -470,6 +520,28 @@ class CassandraReadStore:
         if limited:
             values.append(int(limit))  # type: ignore[arg-type]
         return prepared.bind(values)
+
+    @_unavailable_as_port_error
+    def fetch(self, reads: Sequence[Read]) -> list[Any]:
+        """Every read in flight at once (CONCURRENCY at a time): one round trip."""
+        if not reads:
+            return []
+        statements = [
+            self._bind_get(r.table, dict(zip(r.table.primary_key, r.key)))
+            if isinstance(r, Get)
+            else self._bind_scan(
+                r.table, dict(zip(r.table.partition_key, r.partition)), r.start_after, r.end_before, r.limit
+            )
+            for r in reads
+        ]
+        answers: list[Any] = []
+        for read, result in zip(reads, self._run_concurrently(statements, self._reads)):
+            if isinstance(read, Get):
+                first = result.one()
+                answers.append(self._decode_row(read.table, first) if first else None)
+            else:
+                answers.append([self._decode_row(read.table, r) for r in result])
+        return answers
 
     @_unavailable_as_port_error
     def scan(
@@ -621,6 +693,10 @@ def _batch(kind: BatchType, statements: Iterable[BoundStatement]) -> BatchStatem
     for statement in statements:
         batch.add(statement)
     return batch
+
+
+def _logged(bound: Sequence[_Bound]) -> Statement:
+    return bound[0].statement if len(bound) == 1 else _batch(BatchType.LOGGED, (b.statement for b in bound))
 
 
 @dataclass

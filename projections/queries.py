@@ -1,8 +1,8 @@
 """Query functions: the answers the API gives, read only from read models."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 from projections.accounts import ACCOUNT_BY_USERNAME, ACCOUNTS
 from projections.comments import COMMENT_COUNTS, COMMENTS_BY_POST
@@ -11,7 +11,11 @@ from projections.following import FOLLOWING
 from projections.likes import LIKES
 from projections.posts import POSTS
 from projections.posts_by_author import POST_COUNTS, POSTS_BY_AUTHOR
+from projections.follow_requests import FOLLOW_REQUESTS
+from projections.home_timeline import feed_page
+from projections.posts_by_tag import tag_page
 from projections.store import ReadView, Row
+from projections.visibility import blocked_pairs, hidden_authors, is_blocking, is_muting, muted_by
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,9 @@ class AccountView:
     following_count: int
     posts_count: int
     created_at: str
+    # How the signed-in reader relates to this account ({"following", "requested",
+    # "blocking", "muting"}), where a route asked for it (relationship()).
+    relationship: dict[str, bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,13 @@ def account_by_username(view: ReadView, username: str) -> AccountView | None:
 
 
 def posts_by_id(view: ReadView, ids: list[int], viewer: int | None) -> list[PostView]:
-    """Hydrate post ids into posts, in the given order, skipping posts that are gone."""
+    """Hydrate post ids into posts, in the given order, skipping posts that are gone and
+    posts the viewer may not see (projections.visibility: private authors, blocks)."""
     rows = [r for r in view.get_many(POSTS, [{"post_id": i} for i in ids]) if r is not None]
+    if not rows:
+        return []
+    hidden = hidden_authors(view, viewer, {r["author_id"] for r in rows})
+    rows = [r for r in rows if r["author_id"] not in hidden]
     if not rows:
         return []
     post_ids = [r["post_id"] for r in rows]
@@ -151,29 +163,98 @@ def posts_of_author(view: ReadView, author_id: int, cursor: int | None, limit: i
     return Page(posts_by_id(view, ids, viewer), ids[-1] if len(ids) == limit else None)
 
 
-def _edge_accounts(view: ReadView, rows: list[Row], other: str, sort: str, limit: int) -> Page:
-    accounts = accounts_by_id(view, [r[other] for r in rows])
+def _edge_accounts(view: ReadView, rows: list[Row], other: str, sort: str, limit: int, viewer: int | None) -> Page:
+    ids = [r[other] for r in rows]
+    blocked = blocked_pairs(view, viewer, ids)  # a blocked pair is hidden from each other's lists
+    accounts = accounts_by_id(view, [i for i in ids if i not in blocked])
     return Page([a for a in accounts if a is not None], rows[-1][sort] if len(rows) == limit else None)
 
 
-def followers_of(view: ReadView, account_id: int, cursor: int | None, limit: int) -> Page:
-    return _edge_accounts(view, FOLLOWERS.page(view, account_id, cursor, limit), "follower_id", "follow_id", limit)
+def followers_of(view: ReadView, account_id: int, cursor: int | None, limit: int, viewer: int | None = None) -> Page:
+    rows = FOLLOWERS.page(view, account_id, cursor, limit)
+    return _edge_accounts(view, rows, "follower_id", "follow_id", limit, viewer)
 
 
-def following_of(view: ReadView, account_id: int, cursor: int | None, limit: int) -> Page:
-    return _edge_accounts(view, FOLLOWING.page(view, account_id, cursor, limit), "followee_id", "follow_id", limit)
+def following_of(view: ReadView, account_id: int, cursor: int | None, limit: int, viewer: int | None = None) -> Page:
+    rows = FOLLOWING.page(view, account_id, cursor, limit)
+    return _edge_accounts(view, rows, "followee_id", "follow_id", limit, viewer)
 
 
-def likers_of(view: ReadView, post_id: int, cursor: int | None, limit: int) -> Page:
-    return _edge_accounts(view, LIKES.page(view, post_id, cursor, limit), "account_id", "like_id", limit)
+def likers_of(view: ReadView, post_id: int, cursor: int | None, limit: int, viewer: int | None = None) -> Page:
+    return _edge_accounts(view, LIKES.page(view, post_id, cursor, limit), "account_id", "like_id", limit, viewer)
 
 
-def comments_of(view: ReadView, post_id: int, cursor: int | None, limit: int) -> Page:
+def follow_requests_of(view: ReadView, account_id: int, cursor: int | None, limit: int) -> Page:
+    """The pending requests to follow an account, newest first."""
+    rows = FOLLOW_REQUESTS.page(view, account_id, cursor, limit)
+    return _edge_accounts(view, rows, "follower_id", "request_id", limit, account_id)
+
+
+def comments_of(view: ReadView, post_id: int, cursor: int | None, limit: int, viewer: int | None = None) -> Page:
     rows = view.scan(COMMENTS_BY_POST, {"post_id": post_id}, start_after=cursor, limit=limit)
-    authors = dict(zip([r["author_id"] for r in rows], accounts_by_id(view, [r["author_id"] for r in rows])))
+    blocked = blocked_pairs(view, viewer, [r["author_id"] for r in rows])
+    shown = [r for r in rows if r["author_id"] not in blocked]
+    authors = dict(zip([r["author_id"] for r in shown], accounts_by_id(view, [r["author_id"] for r in shown])))
     items = [
         CommentView(r["comment_id"], post_id, authors[r["author_id"]], r["text"], r["created_at"])
-        for r in rows
+        for r in shown
         if authors.get(r["author_id"]) is not None
     ]
     return Page(items, rows[-1]["comment_id"] if len(rows) == limit else None)
+
+
+def relationship(view: ReadView, viewer: int, account_id: int) -> dict[str, bool]:
+    """How the viewer relates to an account, for the Account's relationship fields."""
+    return {
+        "following": FOLLOWERS.has(view, account_id, viewer),
+        "requested": FOLLOW_REQUESTS.has(view, account_id, viewer),
+        "blocking": is_blocking(view, viewer, account_id),
+        "muting": is_muting(view, viewer, account_id),
+    }
+
+
+def with_relationship(view: ReadView, viewer: int | None, account: AccountView) -> AccountView:
+    if viewer is None or viewer == account.id:
+        return account
+    return replace(account, relationship=relationship(view, viewer, account.id))
+
+
+# A page of posts drawn from an id source (a feed, a tag) after filtering may come up
+# short; it is topped up from further down the source, at most this many reads.
+FILL_ROUNDS = 8
+IdSource = Callable[[int | None, int], tuple[list[int], int | None]]
+
+
+def filled_page(
+    view: ReadView, source: IdSource, cursor: int | None, limit: int, viewer: int | None, drop: set[int] | None = None
+) -> Page:
+    """Up to `limit` visible posts from `source` (ids newest first, cursor = the last id
+    read), skipping hidden ones and those by authors in `drop`. The next cursor is the
+    id of the last post returned (or read, when the rounds ran out), so walking the
+    cursors returns every visible post once."""
+    items: list[PostView] = []
+    for _ in range(FILL_ROUNDS):
+        ids, next_cursor = source(cursor, limit)
+        shown = {p.id: p for p in posts_by_id(view, ids, viewer) if not drop or p.author.id not in drop}
+        for post_id in ids:
+            if post_id in shown:
+                items.append(shown[post_id])
+                if len(items) == limit:
+                    return Page(items, post_id)
+        if next_cursor is None:
+            return Page(items, None)
+        cursor = next_cursor
+    return Page(items, cursor)
+
+
+def home_feed(view: ReadView, reader: int, cursor: int | None, limit: int) -> Page:
+    """The reader's home feed: posts of the accounts they follow, newest first, without
+    the accounts they muted (and anything visibility hides)."""
+    return filled_page(
+        view, lambda c, n: feed_page(view, reader, c, n), cursor, limit, reader, muted_by(view, reader)
+    )
+
+
+def tag_feed(view: ReadView, tag: str, cursor: int | None, limit: int, viewer: int | None) -> Page:
+    """Posts with the tag the viewer may see, newest first."""
+    return filled_page(view, lambda c, n: tag_page(view, tag, c, n), cursor, limit, viewer)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from projections.accounts import Accounts
 from projections.comments import Comments
 from projections.followers import Followers
+from projections.follow_requests import FollowRequests
 from projections.following import Following
 from projections.home_timeline import HomeTimeline
 from projections.likes import Likes
@@ -14,6 +15,7 @@ from projections.posts_by_author import PostsByAuthor
 from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
 from projections.store import Table
+from projections.visibility import Visibility
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         PostsByTag(),
         Likes(),
         Comments(),
+        FollowRequests(),
+        Visibility(),
         HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),
     ]
 

@@ -21,6 +21,8 @@ from projections.store import (
     Delete,
     DeletePartition,
     DeleteUpTo,
+    Get,
+    Read,
     ReadStoreUnavailable,
     Row,
     Table,
@@ -201,6 +203,26 @@ class SqliteReadStore:
                 row = self._row(table, cols, values)
                 found[tuple(row[c] for c in pk)] = row
         return [found.get(tuple(k[c] for c in pk)) for k in keys]
+
+    def fetch(self, reads: Sequence[Read]) -> list[Any]:
+        """Reads one by one: SQLite is in-process, there is no round trip to save."""
+        return [
+            self.get(r.table, dict(zip(r.table.primary_key, r.key)))
+            if isinstance(r, Get)
+            else self.scan(
+                r.table,
+                dict(zip(r.table.partition_key, r.partition)),
+                start_after=r.start_after,
+                end_before=r.end_before,
+                limit=r.limit,
+            )
+            for r in reads
+        ]
+
+    def apply_groups(self, groups: Sequence[Sequence[Sequence[Write]]]) -> None:
+        for group in groups:
+            for writes in group:
+                self.apply(writes)
 
     def scan(
         self,

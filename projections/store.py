@@ -69,6 +69,28 @@ Write = Union[Upsert, Delete, DeletePartition, DeleteUpTo]
 
 
 @dataclass(frozen=True)
+class Get:
+    """A read of one row by its full primary key (values in primary-key order)."""
+
+    table: Table
+    key: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A read of one partition (partition-key values in order), as ReadView.scan."""
+
+    table: Table
+    partition: tuple[Any, ...]
+    start_after: Any = None
+    end_before: Any = None
+    limit: int | None = None
+
+
+Read = Union[Get, Scan]
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     projection: str
     partition: int
@@ -126,6 +148,15 @@ class ReadStore(ReadView, Protocol):
 
     def apply(self, writes: Sequence[Write]) -> None:
         """Carry out writes in order (atomically per call where the backend can)."""
+
+    def fetch(self, reads: Sequence[Read]) -> list[Any]:
+        """The answers of many reads, in order: a row or None for a Get, a list of rows for
+        a Scan (the store may run them concurrently: one round trip for all)."""
+
+    def apply_groups(self, groups: Sequence[Sequence[Sequence[Write]]]) -> None:
+        """Apply the write sets of many events. Each group's write sets take effect in
+        order, each atomically where the backend can (as apply()); groups are
+        independent of each other, so the store may apply them concurrently."""
 
     def unit_of_work(self) -> ContextManager[None]:
         """Group applies and checkpoint saves (one SQLite transaction; Cassandra: none)."""

@@ -28,6 +28,7 @@ from projections.projector import Projector
 from projections.store import (
     Checkpoint,
     DeadLetter,
+    Read,
     ReadStore,
     ReadStoreUnavailable,
     Row,
@@ -214,6 +215,28 @@ class VersionedStore:
             if projection is not None:  # for home_timeline this is the fan-out batch size
                 WRITES_PER_EVENT.observe(len(writes), projection=projection)
         self.inner.apply([self._write(w) for w in writes])
+
+    def apply_groups(self, groups: Sequence[Sequence[Sequence[Write]]]) -> None:
+        mapped = []
+        for group in groups:
+            sets = []
+            for writes in group:
+                if writes:
+                    projection = self._owner.get(writes[0].table.name)
+                    if projection is not None:
+                        WRITES_PER_EVENT.observe(len(writes), projection=projection)
+                sets.append([self._write(w) for w in writes])
+            mapped.append(sets)
+        self.inner.apply_groups(mapped)
+
+    def fetch(self, reads: Sequence[Read]) -> list[Any]:
+        """The answers in the order asked; the reads go to the physical tables (callers
+        key their answers by the logical reads they made)."""
+        out = []
+        for read in reads:
+            table = self.physical(read.table)
+            out.append(read if table is read.table else dataclasses.replace(read, table=table))
+        return self.inner.fetch(out)
 
     def get(self, table: Table, key: Row) -> Row | None:
         return self.inner.get(self.physical(table), key)

@@ -7,28 +7,33 @@ Topology (all topics have the events topic's partition count):
                                       v
                                   project_<name> agents --> Cassandra read models
 
-* `route` reads the log and forwards each event to the topic of every projector that
-  handles it, keyed by what that projector's writes must be serialized by (a post's
-  likes by post, followers by followee, ...). One lane (partition) is consumed by one
-  worker at a time, so one count is never updated by two workers at once: counts stay
-  exact without counter columns or lightweight transactions.
-* After every batch `route` sends a watermark to every lane of every projection topic:
-  "source partition p is forwarded up to offset o". A projection agent that reaches a
-  watermark has applied everything before it in that lane, and records the checkpoint
-  (`<name>#<lane>`, p) = o in Cassandra. A consistency token (p, o) is reached for a
-  projection when every lane's checkpoint for p is at least o (api.wiring.Backend).
+* `route` reads the log in batches and forwards each event to the lane of every
+  projector that handles it, the lane chosen by what that projector's writes must be
+  serialized by (a post's likes by post, followers by followee, ...). One lane
+  (partition) is consumed by one worker at a time, so one count is never updated by two
+  workers at once: counts stay exact without counter columns or lightweight transactions.
+* A router batch becomes one *bundle* per projection and lane: that lane's events of the
+  batch, in log order, then the watermark "source partition p is forwarded up to offset
+  o" (every lane gets the watermark, with or without events). A projection agent that
+  reaches a watermark has applied everything before it in that lane, and records the
+  checkpoint (`<name>#<lane>`, p) = o in Cassandra. A consistency token (p, o) is reached
+  for a projection when every lane's checkpoint for p is at least o (api.wiring.Backend).
+  Bundling makes Faust's per-message cost a per-batch cost.
 * Delivery is at least once: the router forwards and awaits the acks before its batch
   is acknowledged, so a crash re-forwards; projectors are idempotent, so a repeat changes
   nothing. Faust's exactly-once mode is not used.
-* Within a batch the events of different keys are applied concurrently (threads: the
-  Cassandra adapter is synchronous), the events of one key in order.
-* A projector that fails on an event is retried, then the event is parked in
-  `dead_letters` and the lane goes on. An unreachable Cassandra is not a poison event:
+* A lane batch is planned as a whole (projections.batch: the reads of all its events in
+  a few concurrent rounds, each key's events in order over the writes of the ones
+  before) and written in a few concurrent rounds (ReadStore.apply_groups: each key's
+  writes in order, consecutive events merged into LOGGED batches).
+* A projector that fails on an event is parked in `dead_letters` and the lane goes on
+  without that event's writes. An unreachable Cassandra is not a poison event:
   the agent waits and retries the same batch until it answers, skipping nothing.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 import traceback
@@ -36,23 +41,27 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Sequence
-from urllib.parse import urlsplit
+from typing import Any, Callable, Optional, Sequence
 
 import faust
 import orjson
 
-from domain.events import Event, EventDecodeError, UnknownEvent, decode_event, format_time, utc_now
+from aiokafka.partitioner import DefaultPartitioner
+
+from domain.events import Event, EventDecodeError, UnknownEvent, decode_event, encode_event, event_from_plain, format_time, utc_now
 from observability.metrics import EVENTS_SKIPPED
+from projections.batch import plan_batch
 from projections.projector import Projector
 from projections.store import Checkpoint, DeadLetter, ReadStore, ReadStoreUnavailable
 from streams.lanes import lane_name
 
 log = logging.getLogger("photostream.worker")
 
-WATERMARK = b"#"  # first byte of a watermark message; event bodies are JSON objects ("{")
-ROUTE_BATCH, ROUTE_WITHIN = 1000, 0.05
-PROJECT_BATCH, PROJECT_WITHIN = 1000, 0.05
+WATERMARK = b"#"  # a bare watermark message (written by earlier versions; still read)
+BUNDLE = b"B"  # a bundle: one lane's events of one router batch, then its watermark
+BUNDLE_BYTES = 256 * 1024  # well under Kafka's 1 MB message limit; bigger bundles are split
+ROUTE_BATCH, ROUTE_WITHIN = 2000, 0.05
+PROJECT_BATCH, PROJECT_WITHIN = 100, 0.05  # messages (bundles) per lane batch
 RETRIES = 3
 
 
@@ -82,17 +91,93 @@ class KafkaTopology:
         )
 
 
-def encode_watermark(reached: dict[int, tuple[int, str | None]]) -> bytes:
-    """{source partition: (offset forwarded up to, occurred_at of that event)}."""
+Marks = dict[int, tuple[int, Optional[str]]]  # source partition -> (offset forwarded up to, its occurred_at)
+
+
+def lane_of(key: bytes, lanes: int) -> int:
+    """Kafka's default partitioner (murmur2), so a key keeps the lane that keyed sends
+    by earlier versions gave it."""
+    return int(DefaultPartitioner()(key, list(range(lanes)), None))
+
+
+def encode_watermark(reached: Marks) -> bytes:
     return WATERMARK + orjson.dumps({str(p): [o, t] for p, (o, t) in reached.items()})
 
 
-def decode_watermark(value: bytes) -> dict[int, tuple[int, str | None]]:
-    return {int(p): (int(o), t) for p, (o, t) in orjson.loads(value[1:]).items()}
+def _plain_marks(marks: dict[str, Any]) -> Marks:
+    return {int(p): (int(o), t) for p, (o, t) in marks.items()}
+
+
+def encode_bundles(entries: Sequence[tuple[bytes, int, int, bytes, bool]], reached: Marks | None) -> list[bytes]:
+    """One lane's share of a router batch: (key, source partition, offset, event JSON,
+    whether it decoded) entries in log order, then the watermark (in the last bundle).
+    Event bodies are embedded as they are (orjson.Fragment), not parsed and re-encoded;
+    a body that is not an event travels base64-encoded, to be parked as it was."""
+    bundles: list[bytes] = []
+    chunk: list[Any] = []
+    size = 0
+    for key, partition, offset, body, decoded in entries:
+        if chunk and size + len(body) > BUNDLE_BYTES:
+            bundles.append(BUNDLE + orjson.dumps({"e": chunk}))
+            chunk, size = [], 0
+        embedded = orjson.Fragment(body) if decoded else None
+        chunk.append([key.decode(), partition, offset, embedded] + ([] if decoded else [base64.b64encode(body).decode()]))
+        size += len(body) * (1 if decoded else 2) + len(key) + 32
+    doc: dict[str, Any] = {"e": chunk}
+    if reached:
+        doc["w"] = {str(p): [o, t] for p, (o, t) in reached.items()}
+    bundles.append(BUNDLE + orjson.dumps(doc))
+    return bundles
+
+
+@dataclass
+class LaneEntry:
+    """One event as a lane carries it."""
+
+    key: str
+    partition: int  # where it sits in the events topic (dead letters point there)
+    offset: int
+    event: Event | None  # None: undecodable
+    error: str | None = None
+    body: bytes = b""
+
+
+def decode_lane_message(value: bytes, lane_partition: int, lane_offset: int, key: bytes | None) -> tuple[list[LaneEntry], Marks]:
+    """The events and the watermark one lane message carries (bundles, and the single
+    event or bare watermark messages of earlier versions)."""
+    if value[:1] == WATERMARK:
+        return [], _plain_marks(orjson.loads(value[1:]))
+    if value[:1] != BUNDLE:
+        return [_entry((key or b"").decode(), lane_partition, lane_offset, value)], {}
+    doc = orjson.loads(value[1:])
+    entries = []
+    for entry_key, partition, offset, body, *raw in doc.get("e", ()):
+        if raw:  # the router could not decode it either
+            entries.append(_entry(entry_key, partition, offset, base64.b64decode(raw[0])))
+            continue
+        try:
+            event = event_from_plain(body)
+        except EventDecodeError as exc:
+            entries.append(LaneEntry(entry_key, partition, offset, None, str(exc), orjson.dumps(body)))
+            continue
+        entries.append(LaneEntry(entry_key, partition, offset, event))
+    return entries, _plain_marks(doc.get("w", {}))
+
+
+def _entry(key: str, partition: int, offset: int, body: bytes) -> LaneEntry:
+    try:
+        return LaneEntry(key, partition, offset, decode_event(body), body=body)
+    except EventDecodeError as exc:
+        return LaneEntry(key, partition, offset, None, str(exc), body)
 
 
 class LaneApplier:
-    """Applies one projector's batches to the read store (runs in worker threads)."""
+    """Applies one projector's lane batches to the read store.
+
+    A batch's events are grouped by key and planned together (projections.batch: a
+    few concurrent read rounds for the whole batch), then written in a few concurrent
+    rounds (ReadStore.apply_groups), then the watermarks seen become checkpoints. The
+    whole batch runs in one pool thread: the store adapter is synchronous."""
 
     def __init__(self, projector: Projector, store: ReadStore, pool: ThreadPoolExecutor) -> None:
         self.projector = projector
@@ -100,64 +185,84 @@ class LaneApplier:
         self.pool = pool
 
     async def apply_batch(self, messages: Sequence[Any]) -> int:
-        """Apply events grouped by key (keys concurrently, each key in order), then record
-        the watermarks seen. Returns how many events were applied."""
-        by_key: dict[bytes, list[Any]] = defaultdict(list)
+        """Apply the events of lane messages, then record their watermarks. Returns how
+        many events were applied."""
+        by_key: dict[str, list[LaneEntry]] = defaultdict(list)
         watermarks: dict[tuple[int, int], tuple[int, str | None]] = {}
         for message in messages:
-            value: bytes = message.value
-            if value[:1] == WATERMARK:
-                for source, mark in decode_watermark(value).items():
-                    key = (message.partition, source)
-                    if mark[0] > watermarks.get(key, (-1, None))[0]:
-                        watermarks[key] = mark
-            else:
-                by_key[message.key or b""].append(message)
+            entries, marks = decode_lane_message(message.value, message.partition, message.offset, message.key)
+            for entry in entries:
+                by_key[entry.key].append(entry)
+            for source, mark in marks.items():
+                lane_source = (message.partition, source)
+                if mark[0] > watermarks.get(lane_source, (-1, None))[0]:
+                    watermarks[lane_source] = mark
+        groups = list(by_key.values())
+        checkpoints = [
+            Checkpoint(lane_name(self.projector.name, lane), source, offset, event_time)
+            for (lane, source), (offset, event_time) in watermarks.items()
+        ]
         loop = asyncio.get_running_loop()
-        await _until_store_answers(
-            lambda: asyncio.gather(*(loop.run_in_executor(self.pool, self._apply_in_order, group) for group in by_key.values()))
-        )
-        if watermarks:
-            checkpoints = [
-                Checkpoint(lane_name(self.projector.name, lane), source, offset, event_time)
-                for (lane, source), (offset, event_time) in watermarks.items()
-            ]
-            await _until_store_answers(lambda: loop.run_in_executor(self.pool, self.store.save_checkpoints, checkpoints))
-        return sum(len(g) for g in by_key.values())
+        await _until_store_answers(lambda: loop.run_in_executor(self.pool, self._apply, groups, checkpoints))
+        return sum(len(g) for g in groups)
 
-    def _apply_in_order(self, messages: list[Any]) -> None:
-        for message in messages:
-            self._apply_one(message)
-
-    def _apply_one(self, message: Any) -> None:
+    def _apply(self, groups: list[list[LaneEntry]], checkpoints: list[Checkpoint]) -> None:
+        decoded: list[list[tuple[Event, LaneEntry]]] = []
+        for group in groups:
+            for entry in group:
+                if entry.event is None:
+                    self._park(entry, entry.error or "undecodable")
+            handled = [(e.event, e) for e in group if e.event is not None and self.projector.handles(e.event)]
+            if handled:
+                decoded.append(handled)
         try:
-            event = decode_event(message.value)
-        except EventDecodeError as exc:
-            self._park(message, None, exc)
-            return
-        error: Exception | None = None
+            plans = plan_batch(self.projector, decoded, self.store)
+            for group_plan in plans:
+                for plan in group_plan:
+                    if plan.error is not None:
+                        self._park(plan.source, plan.error)
+            self.store.apply_groups([[p.writes for p in group_plan if p.error is None] for group_plan in plans])
+        except ReadStoreUnavailable:
+            raise  # not the events' fault: the batch waits and is retried whole
+        except Exception:
+            # Cassandra refused something (a value too big, a key it cannot bind): find
+            # the event at fault by going one event at a time, as the batch would have.
+            log.exception("projection %s: batch failed; applying its events one by one", self.projector.name)
+            for group in decoded:
+                for event, entry in group:
+                    self._apply_alone(event, entry)
+        if checkpoints:
+            self.store.save_checkpoints(checkpoints)
+
+    def _apply_alone(self, event: Event, entry: LaneEntry) -> None:
+        error: str | None = None
         for attempt in range(RETRIES):
             try:
-                self.store.apply(self.projector.project(event, self.store))
-                return
+                (plan,) = plan_batch(self.projector, [[(event, entry)]], self.store)[0]
+                if plan.error is None:
+                    self.store.apply(plan.writes)
+                    return
+                error = plan.error
+                break
             except ReadStoreUnavailable:
-                raise  # not the event's fault: the whole batch waits and retries
+                raise
             except Exception as exc:  # a poison event must not stop the lane
-                error = exc
+                error = "".join(traceback.format_exception_only(exc)).strip()
                 time.sleep(0.05 * (attempt + 1))
-        self._park(message, event, error)
+        self._park(entry, error or "failed")
 
-    def _park(self, message: Any, event: Event | None, error: Exception | None) -> None:
-        log.error("projection %s parks event at %s/%s: %s", self.projector.name, message.partition, message.offset, error)
+    def _park(self, entry: LaneEntry, error: str) -> None:
+        event = entry.event
+        log.error("projection %s parks event at %s/%s: %s", self.projector.name, entry.partition, entry.offset, error)
         self.store.add_dead_letter(
             DeadLetter(
                 projection=self.projector.name,
-                partition=message.partition,
-                position=message.offset,
+                partition=entry.partition,
+                position=entry.offset,
                 event_id=event.event_id if event else "",
                 event_type=event.type if event else "?",
-                error="".join(traceback.format_exception_only(error)).strip() if error else "undecodable",
-                body=message.value,
+                error=error,
+                body=entry.body or (encode_event(event) if event else b""),
                 failed_at=format_time(utc_now()),
             )
         )
@@ -181,7 +286,7 @@ def create_app(
     store: ReadStore,
     *,
     datadir: str,
-    threads: int = 16,
+    threads: int | None = None,
 ) -> faust.App:
     # One consumer group per events topic: workers of one deployment share the work;
     # another topic (another deployment, a test) never joins their group.
@@ -214,7 +319,7 @@ def create_app(
         )
         for p in projectors
     }
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="project")
+    pool = ThreadPoolExecutor(threads or len(projectors), thread_name_prefix="project")
 
     @app.agent(source, name="route")
     async def route(stream: faust.StreamT) -> None:
@@ -222,12 +327,15 @@ def create_app(
             await forward(events)
 
     async def forward(events: Sequence[Any]) -> None:
-        pending = []
-        reached: dict[int, tuple[int, str | None]] = {}
+        # One bundle per projection and lane (more if big) carries that lane's share of
+        # the batch and the batch's watermark: a few messages per batch, not one per
+        # event and projection, so Faust's per-message cost is paid per bundle.
+        shares: dict[tuple[str, int], list[tuple[bytes, int, int, bytes]]] = defaultdict(list)
+        reached: Marks = {}
         for ev in events:
             message = ev.message
             try:
-                event = decode_event(message.value)
+                event: Event | None = decode_event(message.value)
             except EventDecodeError:
                 event = None  # every projection parks it as a dead letter
             if event is not None and isinstance(event.data, UnknownEvent):
@@ -237,11 +345,14 @@ def create_app(
             for p in projectors:
                 if event is None or p.handles(event):
                     key = p.key(event).encode() if event is not None else b""
-                    pending.append(await lanes[p.name].send(key=key, value=message.value))
-        mark = encode_watermark(reached)
+                    shares[(p.name, lane_of(key, topology.partitions))].append(
+                        (key, message.partition, message.offset, message.value, event is not None)
+                    )
+        pending = []
         for p in projectors:
             for lane in range(topology.partitions):
-                pending.append(await lanes[p.name].send(value=mark, partition=lane))
+                for bundle in encode_bundles(shares.get((p.name, lane), ()), reached):
+                    pending.append(await lanes[p.name].send(value=bundle, partition=lane))
         # The batch is acknowledged (its offsets committable) only once Kafka has every copy.
         await asyncio.gather(*pending)
 

@@ -454,7 +454,7 @@ def test_read_events_from_python_matches_the_cli_reader(api: Api, settings: Sett
 # ----- the reader's filters -------------------------------------------------------------
 
 
-SAMPLE_LOG = Path(__file__).parent / "data" / "sample_log" / "v1.jsonl"
+SAMPLE_LOG = Path(__file__).parent / "data" / "sample_log" / "01-launch.jsonl"
 
 
 @pytest.fixture(scope="module")

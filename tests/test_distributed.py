@@ -627,9 +627,11 @@ def test_a_worker_killed_mid_batch_loses_nothing(cluster: Deployment, tmp_path: 
                 failure.append(exc)
                 kill_point.set()
 
+        # Connected before the load starts: connecting takes seconds on a busy box, long
+        # enough for the rest of the load to finish before the kill.
+        views = CassandraReadStore.from_url(deployment.settings.read_store)
         thread = threading.Thread(target=drive, name="load")
         thread.start()
-        views = CassandraReadStore.from_url(deployment.settings.read_store)
         try:
             assert kill_point.wait(timeout=300), "the load never reached the kill point"
             assert not failure, failure

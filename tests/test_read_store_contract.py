@@ -48,7 +48,9 @@ from projections.store import (
     Delete,
     DeletePartition,
     DeleteUpTo,
+    Get,
     ReadStoreUnavailable,
+    Scan,
     Table,
     Upsert,
     Write,
@@ -628,6 +630,65 @@ def test_random_writes_leave_the_same_rows_in_both_stores(both: tuple[SqliteRead
         assert cassandra.dump(table) == sqlite.dump(table), table.name
 
 
+@pytest.mark.distributed
+@pytest.mark.parametrize("seed", [4, 5])
+def test_write_groups_leave_the_same_rows_as_applying_them_in_order(both: tuple[SqliteReadStore, Any], seed: int) -> None:
+    """apply_groups: each group's write sets in order (merged into batches, big ones
+    packed), groups independent. Groups here touch disjoint owners, as keyed groups do."""
+    rng = random.Random(seed)
+    for _ in range(6):
+        groups = []
+        for owner in range(6):
+            sets = [[w for w in _random_writes(rng, rng.choice([1, 3, 8, 30, 120])) if _owner_of(w) == owner] for _ in range(rng.randrange(1, 6))]
+            groups.append(sets)
+        sqlite, cassandra = both
+        for group in groups:
+            for writes in group:
+                sqlite.apply(writes)
+        cassandra.apply_groups(groups)
+        for table in (ASC, DESC, KV):
+            assert cassandra.dump(table) == sqlite.dump(table), table.name
+
+
+def _owner_of(write: Write) -> int:
+    values = write.row if isinstance(write, Upsert) else write.key if isinstance(write, Delete) else write.partition
+    return int(values.get("owner", values.get("id")))
+
+
+def test_fetch_answers_as_get_and_scan(store: Any) -> None:
+    _fill(store, DESC, 1, range(10))
+    reads = [
+        Get(DESC, (1, 3)),
+        Get(DESC, (1, 99)),
+        Scan(DESC, (1,)),
+        Scan(DESC, (1,), start_after=7, end_before=2, limit=3),
+        Scan(DESC, (2,)),
+        Get(KV, (5,)),
+    ]
+    assert store.fetch(reads) == [
+        store.get(DESC, {"owner": 1, "seq": 3}),
+        None,
+        store.scan(DESC, {"owner": 1}),
+        store.scan(DESC, {"owner": 1}, start_after=7, end_before=2, limit=3),
+        [],
+        None,
+    ]
+    assert store.fetch([]) == []
+
+
+def test_apply_groups_keeps_each_groups_order(store: Any) -> None:
+    row = {"owner": 7, "seq": 1}
+    store.apply_groups(
+        [
+            [[Upsert(DESC, {**row, "label": "a"})], [Delete(DESC, row)], [Upsert(DESC, {**row, "label": "c"})]],
+            [[Upsert(DESC, {"owner": 8, "seq": s, "label": "x"}) for s in range(150)], [DeleteUpTo(DESC, {"owner": 8}, 99)]],
+            [],
+        ]
+    )
+    assert store.get(DESC, row) == {**row, "label": "c"}
+    assert _rows(store, DESC, 8) == list(range(149, 99, -1))
+
+
 class History:
     """A made-up but plausible history of the network, built from domain events."""
 
@@ -742,3 +803,39 @@ def test_every_projector_folds_to_the_same_rows_in_both_stores(both: tuple[Sqlit
     assert {e.type for e in events} == set(EVENT_TYPES) - {"MediaStored"}, "every event type must occur"
     assert len(sqlite.dump(POSTS)) < sum(e.type == "PostCreated" for e in events), "some posts must be deleted"
     assert len(events) > 400
+
+
+@pytest.mark.distributed
+def test_planned_batches_fold_to_the_rows_of_sequential_application(both: tuple[SqliteReadStore, Any]) -> None:
+    """The worker's path on real Cassandra: batches planned in a few read rounds
+    (fetch) and written in a few rounds (apply_groups), groups in any order. Equal to
+    SQLite's event-by-event fold, but for the home timeline (see test_batch_planning)."""
+    from projections.batch import plan_batch
+    from projections.home_timeline import HomeTimeline
+
+    projectors = all_projectors(FOLD_SETTINGS)
+    events = generate_history(13)
+    sqlite, cassandra = both
+    rng = random.Random(13)
+    for event in events:
+        for projector in projectors:
+            if projector.handles(event):
+                sqlite.apply(projector.project(event, sqlite))
+    start = 0
+    while start < len(events):
+        batch = events[start : start + rng.choice([1, 5, 40, 150])]
+        start += len(batch)
+        for projector in projectors:
+            groups: dict[str, list[tuple[Event, Any]]] = {}
+            for event in batch:
+                if projector.handles(event):
+                    groups.setdefault(projector.key(event), []).append((event, None))
+            ordered = list(groups.values())
+            rng.shuffle(ordered)
+            plans = plan_batch(projector, ordered, cassandra)
+            assert all(p.error is None for g in plans for p in g)
+            cassandra.apply_groups([[p.writes for p in g] for g in plans])
+    timeline = {t.name for t in HomeTimeline.tables}
+    for table in FOLD_TABLES:
+        if table.name not in timeline:
+            assert cassandra.dump(table) == sqlite.dump(table), table.name

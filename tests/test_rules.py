@@ -159,3 +159,30 @@ def test_wrongly_typed_payloads_are_decode_errors() -> None:
         bad = {**doc, "data": {**doc["data"], field: value}}
         with pytest.raises(EventDecodeError):
             decode_event(orjson.dumps(bad))
+
+
+def test_blocks_refuse_both_ways_with_the_reason() -> None:
+    rules.check_not_blocked(False, False, "ana")
+    with pytest.raises(NotAllowed, match="^you have blocked ana; unblock them first$"):
+        rules.check_not_blocked(True, False, "ana")
+    with pytest.raises(NotAllowed, match="^ana has blocked you$"):
+        rules.check_not_blocked(False, True, "ana")
+    with pytest.raises(NotAllowed, match="you have blocked"):  # one's own block is said first
+        rules.check_not_blocked(True, True, "ana")
+    with pytest.raises(BadRequest, match="^you cannot block yourself$"):
+        rules.check_not_self("1", "1", "block")
+    rules.check_not_self("1", "2", "block")
+
+
+def test_follow_streams_fold_to_none_requested_or_following() -> None:
+    from domain.aggregates import FOLLOWING, NOT_FOLLOWING, REQUESTED, fold_follow, fold_following
+    from domain.events import Followed, FollowRequestCancelled, FollowRequestDeclined, FollowRequested, Unfollowed
+
+    asked = FollowRequested("1", "2", "10")
+    assert fold_follow([]) == NOT_FOLLOWING
+    assert fold_follow([asked]) == REQUESTED
+    assert fold_follow([asked, Followed("1", "2", "11")]) == FOLLOWING  # approved
+    assert fold_follow([asked, FollowRequestDeclined("1", "2")]) == NOT_FOLLOWING
+    assert fold_follow([asked, FollowRequestCancelled("1", "2"), asked]) == REQUESTED
+    assert fold_follow([Followed("1", "2", "11"), Unfollowed("1", "2")]) == NOT_FOLLOWING
+    assert fold_following([asked]) is False and fold_following([asked, Followed("1", "2", "11")]) is True

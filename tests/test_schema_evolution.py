@@ -23,7 +23,7 @@ from streams.log_reader import RawRecord
 from streams.rebuild import Folder, FoldReport
 
 SAMPLES = Path(__file__).parent / "data" / "sample_log"
-KNOWN = sorted(SAMPLES.glob("v*.jsonl"))  # what this code's ancestors wrote, in order
+KNOWN = sorted(SAMPLES.glob("[0-9][0-9]-*.jsonl"))  # what earlier releases wrote, in order
 FUTURE = SAMPLES / "future.jsonl"  # what a newer version of photostream might write
 BACKENDS = [b for b in os.environ.get("PHOTOSTREAM_TEST_BACKENDS", "embedded,distributed").split(",") if b]
 

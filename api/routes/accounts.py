@@ -6,14 +6,15 @@ from fastapi import APIRouter, Response
 from commands import accounts as account_commands
 from commands import social
 from domain import rules
+from domain.aggregates import REQUESTED
 from domain.errors import InvalidInput
 from domain.events import AccountRegistered, format_time
-from projections import queries
+from projections import queries, visibility
 
 from observability.context import CORRELATION_ID
 
 from api import schemas
-from api.http import ActorDep, fresh_account, BackendDep, Consistent, HttpError, Paging, SignedIn, Viewer, command_answer, page
+from api.http import ActorDep, JSONResponse, fresh_account, BackendDep, Consistent, HttpError, Paging, SignedIn, Viewer, command_answer, page
 from api.presenters import account_json, post_json
 from api.wiring import Backend
 
@@ -27,11 +28,32 @@ def _username(raw: str) -> str:
         raise HttpError(404, f"account {raw!r} does not exist") from exc
 
 
-async def _account_or_404(backend: Backend, username: str) -> queries.AccountView:
+async def _account_or_404(backend: Backend, username: str, viewer: str | None = None) -> queries.AccountView:
+    """The account, as the viewer may see it: an account that blocks the viewer does not
+    exist for them (404), as one that does not exist at all."""
     found = await backend.query(queries.account_by_username, _username(username))
+    if found is not None and viewer is not None:
+        access = await backend.query(visibility.post_access, int(viewer), [found.id])
+        if access[found.id] == visibility.BLOCKED_BY_AUTHOR:
+            found = None
     if found is None:
         raise HttpError(404, f"account {username!r} does not exist")
     return found
+
+
+async def _visible_account(backend: Backend, username: str, viewer: str | None, what: str) -> queries.AccountView:
+    """The account whose posts or follow lists the viewer asks for: 404 when it does
+    not exist for them, 403 with the reason when they may not see inside it."""
+    owner = await _account_or_404(backend, username, viewer)
+    viewer_id = int(viewer) if viewer else None
+    access = (await backend.query(visibility.post_access, viewer_id, [owner.id]))[owner.id]
+    if access == visibility.BLOCKING:
+        raise HttpError(403, f"you have blocked {owner.username}; unblock them to see their {what}")
+    if access == visibility.PRIVATE:
+        raise HttpError(403, f"{owner.username}'s account is private: only approved followers see their {what}")
+    if access != visibility.ALLOWED:
+        raise HttpError(404, f"account {username!r} does not exist")
+    return owner
 
 
 async def _account_id_for_command(backend: Backend, username: str) -> str:
@@ -90,44 +112,117 @@ async def update_me(body: schemas.ProfilePatch, actor: ActorDep, backend: Backen
     return await command_answer(backend, done, account_json(account))
 
 
-@router.get("/accounts/{username}", response_model=schemas.Account, responses={404: {"model": schemas.Problem}}, dependencies=[Consistent])
-async def account(username: str, backend: BackendDep) -> Response:
-    return account_json(await _account_or_404(backend, username))  # type: ignore[return-value]
+@router.get("/accounts/{username}", response_model=schemas.AccountSeen, responses={404: {"model": schemas.Problem}}, dependencies=[Consistent])
+async def account(username: str, viewer: Viewer, backend: BackendDep) -> Response:
+    """An account; to a signed-in reader, also how they relate to it (following,
+    requested, blocking, muting)."""
+    found = await _account_or_404(backend, username, viewer)
+    found = await backend.query(queries.with_relationship, int(viewer) if viewer else None, found)
+    return JSONResponse(account_json(found))  # sent as is: the relationship fields only when known
 
 
-@router.post("/accounts/{username}/follow", response_model=schemas.Following, responses={400: {"model": schemas.Problem}, 404: {"model": schemas.Problem}})
+@router.post("/accounts/{username}/follow", response_model=schemas.Following, responses={400: {"model": schemas.Problem}, 403: {"model": schemas.Problem}, 404: {"model": schemas.Problem}})
 async def follow(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+    """Follow a public account (`{"following": true}`), or ask to follow a private one
+    (`{"following": false, "requested": true}`); 403 when either blocks the other."""
     followee = await _account_id_for_command(backend, username)
     done = await social.follow(backend.commands, actor, followee)
-    return await command_answer(backend, done, {"following": True})
+    body = {"following": False, "requested": True} if done.value == REQUESTED else {"following": True}
+    return await command_answer(backend, done, body)
 
 
 @router.delete("/accounts/{username}/follow", response_model=schemas.Following, responses={404: {"model": schemas.Problem}})
 async def unfollow(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+    """Unfollow, or withdraw a pending follow request (idempotent)."""
     followee = await _account_id_for_command(backend, username)
     done = await social.unfollow(backend.commands, actor, followee)
     return await command_answer(backend, done, {"following": False})
 
 
 @router.get("/accounts/{username}/followers", response_model=schemas.Page[schemas.Account], dependencies=[Consistent])
-async def followers(username: str, paging: Paging, backend: BackendDep) -> Response:
-    owner = await _account_or_404(backend, username)
-    result = await backend.query(queries.followers_of, owner.id, paging.cursor, paging.limit)
+async def followers(username: str, paging: Paging, viewer: Viewer, backend: BackendDep) -> Response:
+    owner = await _visible_account(backend, username, viewer, "followers")
+    viewer_id = int(viewer) if viewer else None
+    result = await backend.query(queries.followers_of, owner.id, paging.cursor, paging.limit, viewer_id)
     return page([account_json(a) for a in result.items], result.next_cursor)
 
 
 @router.get("/accounts/{username}/following", response_model=schemas.Page[schemas.Account], dependencies=[Consistent])
-async def following(username: str, paging: Paging, backend: BackendDep) -> Response:
-    owner = await _account_or_404(backend, username)
-    result = await backend.query(queries.following_of, owner.id, paging.cursor, paging.limit)
+async def following(username: str, paging: Paging, viewer: Viewer, backend: BackendDep) -> Response:
+    owner = await _visible_account(backend, username, viewer, "follows")
+    viewer_id = int(viewer) if viewer else None
+    result = await backend.query(queries.following_of, owner.id, paging.cursor, paging.limit, viewer_id)
     return page([account_json(a) for a in result.items], result.next_cursor)
 
 
 @router.get("/accounts/{username}/posts", response_model=schemas.Page[schemas.Post], dependencies=[Consistent])
 async def posts(username: str, paging: Paging, viewer: Viewer, backend: BackendDep) -> Response:
-    owner = await _account_or_404(backend, username)
+    """An account's posts, newest first: 403 when it is private and you are not an
+    approved follower, or when you block it; 404 when it blocks you."""
+    owner = await _visible_account(backend, username, viewer, "posts")
     viewer_id = int(viewer) if viewer else None
     result = await backend.query(queries.posts_of_author, owner.id, paging.cursor, paging.limit, viewer_id)
     return page([post_json(p) for p in result.items], result.next_cursor)
 
 
+
+
+# ----- follow requests, blocks and mutes ------------------------------------------------
+
+PROBLEMS = {400: {"model": schemas.Problem}, 404: {"model": schemas.Problem}}
+
+
+@router.get("/follow_requests", response_model=schemas.Page[schemas.Account], dependencies=[Consistent])
+async def follow_requests(account_id: SignedIn, paging: Paging, backend: BackendDep) -> Response:
+    """The pending requests to follow you (a private account), newest first."""
+    result = await backend.query(queries.follow_requests_of, int(account_id), paging.cursor, paging.limit)
+    return page([account_json(a) for a in result.items], result.next_cursor)
+
+
+@router.post("/follow_requests/{username}/approve", response_model=schemas.FollowRequestAnswer, responses=PROBLEMS)
+async def approve_follow_request(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+    """Approve a pending request: the requester now follows you (idempotent once they
+    do); 404 when there is no request from them."""
+    follower = await _account_id_for_command(backend, username)
+    done = await social.approve_follow_request(backend.commands, actor, follower)
+    return await command_answer(backend, done, {"username": _username(username), "approved": True})
+
+
+@router.post("/follow_requests/{username}/decline", response_model=schemas.FollowRequestAnswer, responses=PROBLEMS)
+async def decline_follow_request(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+    """Decline a pending request; 404 when there is no request from them."""
+    follower = await _account_id_for_command(backend, username)
+    done = await social.decline_follow_request(backend.commands, actor, follower)
+    return await command_answer(backend, done, {"username": _username(username), "approved": False})
+
+
+@router.post("/accounts/{username}/block", response_model=schemas.Blocking, responses=PROBLEMS)
+async def block(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+    """Block an account (idempotent): the follows and requests both ways end, and each
+    of you disappears from the other's feeds, lists and posts."""
+    target = await _account_id_for_command(backend, username)
+    done = await social.block(backend.commands, actor, target)
+    return await command_answer(backend, done, {"blocking": True})
+
+
+@router.delete("/accounts/{username}/block", response_model=schemas.Blocking, responses=PROBLEMS)
+async def unblock(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+    """Lift a block (idempotent); ended follows stay ended."""
+    target = await _account_id_for_command(backend, username)
+    done = await social.unblock(backend.commands, actor, target)
+    return await command_answer(backend, done, {"blocking": False})
+
+
+@router.post("/accounts/{username}/mute", response_model=schemas.Muting, responses=PROBLEMS)
+async def mute(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+    """Mute an account (idempotent): its posts leave your home feed; nothing else changes."""
+    target = await _account_id_for_command(backend, username)
+    done = await social.mute(backend.commands, actor, target)
+    return await command_answer(backend, done, {"muting": True})
+
+
+@router.delete("/accounts/{username}/mute", response_model=schemas.Muting, responses=PROBLEMS)
+async def unmute(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+    target = await _account_id_for_command(backend, username)
+    done = await social.unmute(backend.commands, actor, target)
+    return await command_answer(backend, done, {"muting": False})

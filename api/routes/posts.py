@@ -68,11 +68,12 @@ async def unlike(post_id: str, actor: ActorDep, backend: BackendDep) -> Response
 
 
 @router.get("/posts/{post_id}/likes", response_model=schemas.Page[schemas.Account], responses=NOT_FOUND, dependencies=[Consistent])
-async def likes(post_id: str, paging: Paging, backend: BackendDep) -> Response:
+async def likes(post_id: str, paging: Paging, viewer: Viewer, backend: BackendDep) -> Response:
     numeric = parse_path_id(post_id, "post")
-    if await backend.query(queries.post_by_id, numeric, None) is None:
+    viewer_id = int(viewer) if viewer else None
+    if await backend.query(queries.post_by_id, numeric, viewer_id) is None:  # also when hidden from the viewer
         raise HttpError(404, f"post {post_id} does not exist")
-    result = await backend.query(queries.likers_of, numeric, paging.cursor, paging.limit)
+    result = await backend.query(queries.likers_of, numeric, paging.cursor, paging.limit, viewer_id)
 
     return page([account_json(a) for a in result.items], result.next_cursor)
 
@@ -87,11 +88,12 @@ async def add_comment(post_id: str, body: schemas.NewComment, actor: ActorDep, b
 
 
 @router.get("/posts/{post_id}/comments", response_model=schemas.Page[schemas.Comment], responses=NOT_FOUND, dependencies=[Consistent])
-async def comments(post_id: str, paging: Paging, backend: BackendDep) -> Response:
+async def comments(post_id: str, paging: Paging, viewer: Viewer, backend: BackendDep) -> Response:
     numeric = parse_path_id(post_id, "post")
-    if await backend.query(queries.post_by_id, numeric, None) is None:
+    viewer_id = int(viewer) if viewer else None
+    if await backend.query(queries.post_by_id, numeric, viewer_id) is None:  # also when hidden from the viewer
         raise HttpError(404, f"post {post_id} does not exist")
-    result = await backend.query(queries.comments_of, numeric, paging.cursor, paging.limit)
+    result = await backend.query(queries.comments_of, numeric, paging.cursor, paging.limit, viewer_id)
     return page([comment_json(c) for c in result.items], result.next_cursor)
 
 

@@ -7,6 +7,7 @@ import { feedView } from './js/views/feed.js';
 import { newPostView } from './js/views/newpost.js';
 import { opsView } from './js/views/ops.js';
 import { followsView, profileView } from './js/views/profile.js';
+import { requestsView } from './js/views/requests.js';
 import { settingsView } from './js/views/settings.js';
 
 const decode = (s) => {
@@ -30,6 +31,7 @@ const ROUTES = [
   ['search', /^\/search$/, searchView, { nav: 'search' }],
   ['new', /^\/new$/, newPostView, { auth: true, nav: 'create' }],
   ['settings', /^\/settings$/, settingsView, { auth: true, nav: 'settings' }],
+  ['requests', /^\/requests$/, requestsView, { auth: true, nav: 'settings' }],
   ['ops', /^\/ops$/, opsView, {}], // operators: events/s and projection lag
   // Later: ['notifications', /^\/notifications$/, ...], ['messages', /^\/messages$/, ...]
 ];

@@ -290,11 +290,22 @@ export const following = {
   },
 };
 
-/** Follow or unfollow; returns the new state. */
+/**
+ * Follow or unfollow; returns the new state: 'following', 'requested' (a private
+ * account was asked and has not approved yet) or 'none'.
+ */
 export async function setFollow(username, value) {
   const path = `/v1/accounts/${encodeURIComponent(username)}/follow`;
   const data = await api(path, { method: value ? 'POST' : 'DELETE' });
   const now = typeof data?.following === 'boolean' ? data.following : value;
   following.mark(username, now);
-  return now;
+  if (now) return 'following';
+  return data?.requested ? 'requested' : 'none';
+}
+
+/** Block or mute (kind: 'block' | 'mute') an account, or lift it; returns the new state. */
+export async function setRelation(username, kind, value) {
+  const data = await api(`/v1/accounts/${encodeURIComponent(username)}/${kind}`, { method: value ? 'POST' : 'DELETE' });
+  if (kind === 'block' && value) following.mark(username, false); // a block ends the follow
+  return Boolean(data?.[kind === 'block' ? 'blocking' : 'muting']);
 }

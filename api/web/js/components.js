@@ -162,32 +162,35 @@ export function followButton(account, { onChange, compact = false } = {}) {
     });
     return btn;
   }
-  let state = false;
+  // 'none' | 'requested' (asked a private account, not approved yet) | 'following'
+  let state = 'none';
   let busy = true;
   btn.disabled = true;
+  const LABELS = { none: 'Follow', requested: 'Requested', following: 'Following' };
   const render = () => {
-    btn.textContent = state ? 'Following' : 'Follow';
-    btn.className = `btn ${state ? 'btn-secondary' : 'btn-primary'}${compact ? ' btn-sm' : ''}`;
-    btn.title = state ? `Unfollow ${account.username}` : `Follow ${account.username}`;
+    btn.textContent = LABELS[state];
+    btn.className = `btn ${state === 'none' ? 'btn-primary' : 'btn-secondary'}${compact ? ' btn-sm' : ''}`;
+    btn.title = state === 'following' ? `Unfollow ${account.username}`
+      : state === 'requested' ? `Withdraw your request to follow ${account.username}` : `Follow ${account.username}`;
     btn.disabled = busy;
   };
   render();
-  following.isFollowing(account)
+  (account.requested === true ? Promise.resolve('requested')
+    : following.isFollowing(account).then((value) => (value ? 'following' : 'none')))
     .then((value) => { state = value; })
-    .catch(() => { state = false; })
+    .catch(() => { state = 'none'; })
     .finally(() => { busy = false; render(); });
   btn.addEventListener('click', async () => {
     if (busy) return;
-    const target = !state;
-    state = target; // optimistic
+    const before = state;
     busy = true;
     render();
-    onChange?.(target ? 1 : -1);
     try {
-      state = await setFollow(account.username, target);
+      state = await setFollow(account.username, before === 'none');
+      const delta = (state === 'following' ? 1 : 0) - (before === 'following' ? 1 : 0);
+      if (delta) onChange?.(delta);
     } catch (err) {
-      state = !target;
-      onChange?.(target ? -1 : 1);
+      state = before;
       toast(err.message, { error: true });
     } finally {
       busy = false;

@@ -1,8 +1,11 @@
-"""How tests/data/sample_log/v1.jsonl was made (kept so the next version's samples can
-be made the same way). Run once per new event version, APPEND its output as a new file
-(`v2.jsonl`, ...) and never edit a committed sample: they are what old logs hold.
+"""How the files of tests/data/sample_log were made (kept so the next event types and
+versions get samples the same way). Each file is a batch of what some release wrote:
+run the scenario once, save its output as the next numbered file, and never edit a
+committed sample: they are what old logs hold.
 
-    python tests/data/sample_log/make_sample_log.py  # i.e. python -m tests.data.sample_log.make_sample_log > /tmp/new.jsonl
+    python -m tests.data.sample_log.make_sample_log launch  > tests/data/sample_log/01-launch.jsonl
+    python -m tests.data.sample_log.make_sample_log privacy > tests/data/sample_log/02-privacy.jsonl
+    python -c "from tests.data.sample_log.make_sample_log import write_expected_read_models as w; w()"
 """
 from __future__ import annotations
 
@@ -17,35 +20,64 @@ from api.settings import Settings
 from tests.support import Api
 
 
+def privacy(api: Api) -> None:
+    """Follow requests, blocks and mutes (written since the privacy release)."""
+    dee, eve, fay = (api.sign_up(n) for n in ("dee", "eve", "fay"))
+    api.ok("PATCH", "/v1/accounts/me", dee, json={"private": True})
+    api.ok("POST", "/v1/accounts/dee/follow", eve)  # FollowRequested
+    api.ok("POST", "/v1/follow_requests/eve/approve", dee)  # Followed
+    api.ok("POST", "/v1/accounts/dee/follow", fay)  # FollowRequested
+    api.ok("POST", "/v1/follow_requests/fay/decline", dee)  # FollowRequestDeclined
+    api.ok("POST", "/v1/accounts/dee/follow", fay)
+    api.ok("DELETE", "/v1/accounts/dee/follow", fay)  # FollowRequestCancelled
+    api.post(dee, "private #garden")
+    api.ok("POST", "/v1/accounts/eve/mute", fay)  # Muted
+    api.ok("DELETE", "/v1/accounts/eve/mute", fay)  # Unmuted
+    api.ok("POST", "/v1/accounts/fay/mute", eve)
+    api.ok("POST", "/v1/accounts/eve/block", dee)  # Blocked (and Unfollowed)
+    api.ok("DELETE", "/v1/accounts/eve/block", dee)  # Unblocked
+    api.ok("POST", "/v1/accounts/fay/block", eve)
+    api.request("GET", "/v1/feed", eve)
+
+
 def main() -> None:
+    scenario = sys.argv[1] if len(sys.argv) > 1 else "launch"
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(data_dir=Path(folder), secret_key="sample", consistency_wait_seconds=5)
         with TestClient(create_app(settings)) as client:
             api = Api(client)
-            ada, bob, cy = (api.sign_up(n) for n in ("ada", "bob", "cy"))
-            api.ok("PATCH", "/v1/accounts/me", ada, json={"display_name": "Ada L.", "bio": "photos #bw"})
-            api.follow(bob, "ada")
-            api.follow(cy, "ada")
-            api.follow(ada, "bob")
-            api.ok("DELETE", "/v1/accounts/ada/follow", cy)
-            first = api.post(ada, "first light #sunrise @bob")
-            second = api.post(ada, "second #sunset", photos=2)
-            third = api.post(bob, "bob's #sunset")
-            api.ok("PATCH", f"/v1/posts/{second['id']}", ada, json={"caption": "second, edited #dusk"})
-            api.ok("POST", f"/v1/posts/{first['id']}/like", bob)
-            api.ok("POST", f"/v1/posts/{first['id']}/like", cy)
-            api.ok("DELETE", f"/v1/posts/{first['id']}/like", cy)
-            kept = api.ok("POST", f"/v1/posts/{first['id']}/comments", bob, status=201, json={"text": "lovely"})
-            gone = api.ok("POST", f"/v1/posts/{third['id']}/comments", ada, status=201, json={"text": "typo"})
-            api.ok("DELETE", f"/v1/comments/{gone['id']}", ada, status=204)
-            api.ok("DELETE", f"/v1/posts/{third['id']}", bob, status=204)
-            api.request("GET", "/v1/feed", bob)
-            assert kept
+            if scenario == "privacy":
+                privacy(api)
+            else:
+                launch(api)
         from streams.log_reader import LogReader
 
         with LogReader.open(settings.event_store) as reader:
             for raw in reader.raw():
                 sys.stdout.write(raw.body.decode() + "\n")
+
+
+def launch(api: Api) -> None:
+    """Accounts, profiles, follows, posts, likes, comments (the first release)."""
+    ada, bob, cy = (api.sign_up(n) for n in ("ada", "bob", "cy"))
+    api.ok("PATCH", "/v1/accounts/me", ada, json={"display_name": "Ada L.", "bio": "photos #bw"})
+    api.follow(bob, "ada")
+    api.follow(cy, "ada")
+    api.follow(ada, "bob")
+    api.ok("DELETE", "/v1/accounts/ada/follow", cy)
+    first = api.post(ada, "first light #sunrise @bob")
+    second = api.post(ada, "second #sunset", photos=2)
+    third = api.post(bob, "bob's #sunset")
+    api.ok("PATCH", f"/v1/posts/{second['id']}", ada, json={"caption": "second, edited #dusk"})
+    api.ok("POST", f"/v1/posts/{first['id']}/like", bob)
+    api.ok("POST", f"/v1/posts/{first['id']}/like", cy)
+    api.ok("DELETE", f"/v1/posts/{first['id']}/like", cy)
+    kept = api.ok("POST", f"/v1/posts/{first['id']}/comments", bob, status=201, json={"text": "lovely"})
+    gone = api.ok("POST", f"/v1/posts/{third['id']}/comments", ada, status=201, json={"text": "typo"})
+    api.ok("DELETE", f"/v1/comments/{gone['id']}", ada, status=204)
+    api.ok("DELETE", f"/v1/posts/{third['id']}", bob, status=204)
+    api.request("GET", "/v1/feed", bob)
+    assert kept
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 // Profile pages: #/u/<name>, #/u/<name>/followers, #/u/<name>/following.
-import { api, lister, session } from '../api.js';
-import { accountRow, followButton, infiniteList } from '../components.js';
-import { avatar, emptyState, formatCount, h, icon, richText, userHref } from '../dom.js';
+import { api, lister, session, setRelation } from '../api.js';
+import { accountRow, actionSheet, followButton, infiniteList } from '../components.js';
+import { avatar, emptyState, formatCount, h, icon, richText, toast, userHref } from '../dom.js';
 import { gridItem } from '../post.js';
 
 function notFound(username) {
@@ -42,7 +42,12 @@ export async function profileView(root, { params, signal }) {
   if (isMe) {
     actions = h('div', { class: 'profile-actions' },
       h('a', { class: 'btn btn-secondary', href: '#/settings' }, 'Edit profile'),
+      account.private ? h('a', { class: 'btn btn-secondary', href: '#/requests' }, 'Follow requests') : null,
       h('a', { class: 'btn btn-secondary', href: '#/new' }, 'New post'));
+  } else if (account.blocking) {
+    const unblock = h('button', { type: 'button', class: 'btn btn-primary' }, 'Unblock');
+    unblock.addEventListener('click', () => relate('block', false));
+    actions = h('div', { class: 'profile-actions' }, unblock);
   } else {
     actions = h('div', { class: 'profile-actions' },
       followButton(account, {
@@ -51,7 +56,29 @@ export async function profileView(root, { params, signal }) {
           followers.textContent = formatCount(followersCount);
           followersLabel.textContent = followersCount === 1 ? 'follower' : 'followers';
         },
-      }));
+      }),
+      session.signedIn ? h('button', { type: 'button', class: 'icon-btn profile-more', 'aria-label': `More options for ${account.username}`, onclick: openMenu }, icon('more')) : null);
+  }
+
+  // Block and mute: a menu on someone else's profile; the page reloads to show the result.
+  async function relate(kind, value) {
+    try {
+      await setRelation(account.username, kind, value);
+      toast(`${value ? '' : 'Un'}${kind === 'block' ? (value ? 'Blocked' : 'blocked') : (value ? 'Muted' : 'muted')} ${account.username}`);
+      const url = location.hash;
+      root.replaceChildren();
+      if (location.hash === url) await profileView(root, { params, signal });
+    } catch (err) {
+      toast(err.message, { error: true });
+    }
+  }
+  function openMenu() {
+    actionSheet(`Options for ${account.username}`, [
+      { label: 'Block', danger: true, then: [{ label: `Block ${account.username}? They will no longer see your posts, and you will stop following each other.`, danger: true, strong: true, onSelect: () => relate('block', true) }] },
+      account.muting
+        ? { label: 'Unmute', onSelect: () => relate('mute', false) }
+        : { label: 'Mute', onSelect: () => relate('mute', true) },
+    ]);
   }
 
   const base = userHref(account.username);
@@ -83,7 +110,9 @@ export async function profileView(root, { params, signal }) {
       ? emptyState({ iconName: 'image', title: 'Share photos', text: 'When you share photos, they will appear on your profile.', action: h('a', { class: 'btn btn-primary', href: '#/new' }, 'Share your first photo') })
       : emptyState({ iconName: 'image', title: 'No posts yet', text: `When ${account.username} shares photos, you'll see them here.` })),
     unavailable: () => emptyState({ iconName: 'image', title: 'No posts to show', text: 'Posts are not available right now.' }),
-    forbidden: () => emptyState({ iconName: 'lock', title: 'This account is private', text: `Follow ${account.username} to see their photos.` }),
+    forbidden: () => (account.blocking
+      ? emptyState({ iconName: 'lock', title: `You blocked ${account.username}`, text: 'Unblock them to see their photos.' })
+      : emptyState({ iconName: 'lock', title: 'This account is private', text: `Follow ${account.username} to see their photos.` })),
   });
 
   root.append(h('div', { class: 'profile' }, header, tabs, grid.el));

@@ -77,7 +77,8 @@ export async function settingsView(root, { signal, signOut }) {
       h('div', { class: 'row space' }, h('span', { class: 'small muted' }, 'Use #hashtags and @mentions.'), bioCount)),
     h('div', { class: 'field field-check' }, priv,
       h('label', { for: privId }, h('span', { class: 'strong' }, 'Private account'),
-        h('span', { class: 'small muted block' }, 'Only people who follow you can see your photos.'))),
+        h('span', { class: 'small muted block' }, 'Only people you approve can see your photos. Requests you have not answered stay pending if you go public again.'),
+        h('a', { class: 'small link-btn accent block', href: '#/requests' }, 'Follow requests'))),
     error,
     h('div', { class: 'row gap' }, save, h('a', { class: 'btn btn-secondary', href: `#/u/${encodeURIComponent(me.username)}` }, 'Cancel')));
 

@@ -1,0 +1,141 @@
+"""Read model `visibility`: who blocks whom and who mutes whom, and THE functions every
+query path uses to decide what a reader may see.
+
+Who may see an author's posts (feeds, profile grids, single posts and their likes and
+comments, tag feeds, and search and explore):
+  - the author themself, always;
+  - nobody of a pair where either has blocked the other;
+  - of a private account, only its approved followers (the `followers` read model:
+    an approval is a Followed event); signed-out readers never;
+  - of a public account, everyone else.
+Mutes hide nothing here: a mute only filters the muter's home feed (`muted_by`).
+
+The decision is made when reading, from the current state, so a post made while its
+author was public disappears for non-followers the moment the author goes private.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from domain.events import Blocked, Event, Muted, Unblocked, Unmuted
+from projections.accounts import ACCOUNTS
+from projections.followers import FOLLOWERS
+from projections.projector import Projector, on
+from projections.store import Delete, ReadView, Table, Upsert, Write
+
+BLOCKS = Table("blocks", {"blocker_id": "int", "blocked_id": "int"}, ("blocker_id",), "blocked_id")
+BLOCKED_BY = Table("blocked_by", {"blocked_id": "int", "blocker_id": "int"}, ("blocked_id",), "blocker_id")
+MUTES = Table("mutes", {"muter_id": "int", "muted_id": "int"}, ("muter_id",), "muted_id")
+
+# Why a reader may or may not see an author's posts (post_access).
+ALLOWED = "allowed"
+PRIVATE = "private"  # the author is private and the reader is no approved follower
+BLOCKING = "blocking"  # the reader has blocked the author
+BLOCKED_BY_AUTHOR = "blocked_by"  # the author has blocked the reader
+MISSING = "missing"  # no such account (yet, in this read model)
+
+
+class Visibility(Projector):
+    name = "visibility"
+    tables = (BLOCKS, BLOCKED_BY, MUTES)
+
+    @on(Blocked, key=lambda e: e.blocker_id)
+    def blocked(self, e: Blocked, event: Event, view: ReadView) -> list[Write]:
+        a, b = int(e.blocker_id), int(e.blocked_id)
+        return [
+            Upsert(BLOCKS, {"blocker_id": a, "blocked_id": b}),
+            Upsert(BLOCKED_BY, {"blocked_id": b, "blocker_id": a}),
+        ]
+
+    @on(Unblocked, key=lambda e: e.blocker_id)
+    def unblocked(self, e: Unblocked, event: Event, view: ReadView) -> list[Write]:
+        a, b = int(e.blocker_id), int(e.blocked_id)
+        return [
+            Delete(BLOCKS, {"blocker_id": a, "blocked_id": b}),
+            Delete(BLOCKED_BY, {"blocked_id": b, "blocker_id": a}),
+        ]
+
+    @on(Muted, key=lambda e: e.muter_id)
+    def muted(self, e: Muted, event: Event, view: ReadView) -> list[Write]:
+        return [Upsert(MUTES, {"muter_id": int(e.muter_id), "muted_id": int(e.muted_id)})]
+
+    @on(Unmuted, key=lambda e: e.muter_id)
+    def unmuted(self, e: Unmuted, event: Event, view: ReadView) -> list[Write]:
+        return [Delete(MUTES, {"muter_id": int(e.muter_id), "muted_id": int(e.muted_id)})]
+
+
+def post_access(view: ReadView, viewer: int | None, authors: Iterable[int]) -> dict[int, str]:
+    """For each author, whether the viewer (None: signed out) may see their posts, and if
+    not, why: ALLOWED, PRIVATE, BLOCKING, BLOCKED_BY_AUTHOR or MISSING. A few batched
+    reads however many authors."""
+    distinct = list(dict.fromkeys(authors))
+    access = {a: ALLOWED for a in distinct if a == viewer}
+    others = [a for a in distinct if a != viewer]
+    if not others:
+        return access
+    accounts = view.get_many(ACCOUNTS, [{"account_id": a} for a in others])
+    blocking: list = [None] * len(others)
+    blocked_by: list = [None] * len(others)
+    if viewer is not None:
+        blocking = view.get_many(BLOCKS, [{"blocker_id": viewer, "blocked_id": a} for a in others])
+        blocked_by = view.get_many(BLOCKS, [{"blocker_id": a, "blocked_id": viewer} for a in others])
+    private = [a for a, row in zip(others, accounts) if row is not None and row["private"]]
+    approved: set[int] = set()
+    if viewer is not None and private:
+        rows = view.get_many(FOLLOWERS.index, [{"account_id": a, "follower_id": viewer} for a in private])
+        approved = {a for a, row in zip(private, rows) if row is not None}
+    for n, author in enumerate(others):
+        if accounts[n] is None:
+            access[author] = MISSING
+        elif blocked_by[n] is not None:
+            access[author] = BLOCKED_BY_AUTHOR
+        elif blocking[n] is not None:
+            access[author] = BLOCKING
+        elif author in private and author not in approved:
+            access[author] = PRIVATE
+        else:
+            access[author] = ALLOWED
+    return access
+
+
+def hidden_authors(view: ReadView, viewer: int | None, authors: Iterable[int]) -> set[int]:
+    """The authors among `authors` whose posts the viewer may not see."""
+    return {a for a, why in post_access(view, viewer, authors).items() if why != ALLOWED}
+
+
+def can_see(view: ReadView, viewer: int | None, author: int) -> bool:
+    """Whether the viewer may see this author's posts."""
+    return not hidden_authors(view, viewer, [author])
+
+
+def blocked_pairs(view: ReadView, viewer: int | None, accounts: Iterable[int]) -> set[int]:
+    """The accounts among `accounts` that the viewer blocks or is blocked by: hidden from
+    the viewer's lists (followers, likers, comments, search results)."""
+    others = [a for a in dict.fromkeys(accounts) if a != viewer]
+    if viewer is None or not others:
+        return set()
+    blocking = view.get_many(BLOCKS, [{"blocker_id": viewer, "blocked_id": a} for a in others])
+    blocked_by = view.get_many(BLOCKS, [{"blocker_id": a, "blocked_id": viewer} for a in others])
+    return {a for a, x, y in zip(others, blocking, blocked_by) if x is not None or y is not None}
+
+
+def blocked_either_way(view: ReadView, viewer: int | None) -> set[int]:
+    """Everyone the viewer blocks or is blocked by (two partition reads): for filters
+    over many candidates, such as explore and search."""
+    if viewer is None:
+        return set()
+    blocks = {r["blocked_id"] for r in view.scan(BLOCKS, {"blocker_id": viewer})}
+    return blocks | {r["blocker_id"] for r in view.scan(BLOCKED_BY, {"blocked_id": viewer})}
+
+
+def muted_by(view: ReadView, viewer: int) -> set[int]:
+    """The accounts the viewer has muted: filtered out of the viewer's home feed only."""
+    return {r["muted_id"] for r in view.scan(MUTES, {"muter_id": viewer})}
+
+
+def is_blocking(view: ReadView, blocker: int, blocked: int) -> bool:
+    return view.get(BLOCKS, {"blocker_id": blocker, "blocked_id": blocked}) is not None
+
+
+def is_muting(view: ReadView, muter: int, muted: int) -> bool:
+    return view.get(MUTES, {"muter_id": muter, "muted_id": muted}) is not None

@@ -201,7 +201,7 @@ def main() -> None:
             f"| read | events/s |\n|---|---:|\n"
             f"| raw log (bytes, streams.log_reader) | {figures['raw_read_events_per_s']:,} |\n"
             f"| decoded events (upcast, type-checked) | {figures['decoded_read_events_per_s']:,} |\n"
-            f"| **Parquet export** (decode, redact, zstd) | **{figures['parquet_export_events_per_s']:,}** |\n\n"
+            f"| **Parquet export** (envelope + upcast + redact, zstd Parquet) | **{figures['parquet_export_events_per_s']:,}** |\n\n"
             f"Export: {export_s:.1f} s, {output.stat().st_size / 1e6:.1f} MB. Checks: "
             + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items())
             + f".\n\nBox: {os.cpu_count()} cores, load average at start {figures['load_average_at_start'][0]:.1f} (shared).\n"

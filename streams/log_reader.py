@@ -421,7 +421,7 @@ ENVELOPE_TEXT = ("event_id", "stream", "occurred_at", "correlation_id")
 def export_rows(reader: LogReader, where: EventFilter = EventFilter()) -> Iterator[dict[str, Any]]:
     """Rows for analysts, fast: the envelope and the data as stored, old versions upcast
     (UPCASTERS) and secret fields redacted, without building the typed payloads (what
-    `events export` writes; ~10x the rate of decoding every event). Bodies without a
+    `events export` writes; 2-3x the rate of decoding every event). Bodies without a
     well-formed envelope are counted in reader.undecodable and left out."""
     from domain.events import EVENT_TYPES, UPCASTERS
 

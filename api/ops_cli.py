@@ -287,7 +287,7 @@ def replay(types, streams, since, until, from_position, to_position, event_store
         raise click.BadParameter(f"unknown projector {', '.join(missing)}; known: {', '.join(sorted(known))}", param_hint="--into")
     _check_fresh_output(output, settings)
     try:
-        store = open_read_store(output)
+        store = _open_store(output, open_read_store)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--output") from exc
     try:
@@ -400,7 +400,30 @@ def _versioned(settings: Settings):  # noqa: ANN202
     from streams.rebuild import open_read_store
 
     projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
-    return projectors, VersionedStore(open_read_store(settings.read_store), projectors)
+    inner = _open_store(settings.read_store, open_read_store)
+    try:
+        return projectors, _retrying(lambda: VersionedStore(inner, projectors))
+    except BaseException:
+        inner.close()
+        raise
+
+
+def _retrying(make: Callable[[], Any], attempts: int = 5) -> Any:
+    """A busy Cassandra may time out a schema statement: try again before giving up."""
+    from projections.store import ReadStoreUnavailable
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return make()
+        except ReadStoreUnavailable as exc:
+            if attempt == attempts:
+                raise click.ClickException(f"the read store does not answer: {exc}") from exc
+            err.print(f"[yellow]the read store does not answer ({exc}); trying again")
+            time.sleep(2 * attempt)
+
+
+def _open_store(url: str, opener: Callable[[str], Any]) -> Any:
+    return _retrying(lambda: opener(url))
 
 
 def _lanes(settings: Settings) -> int | None:

@@ -21,7 +21,7 @@ from observability.metrics import REQUEST_SECONDS
 
 from api.http import HttpError, JSONResponse
 from api.middleware import PhotostreamMiddleware
-from api.routes import accounts, feed, media, ops, posts, tags
+from api.routes import accounts, discovery, feed, media, ops, posts, tags
 from api.settings import Settings
 from api.wiring import Backend, open_backend
 
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     app.state.backend = backend
     install_error_handlers(app)
-    for router in (accounts.router, media.router, posts.router, feed.router, tags.router, ops.router):
+    for router in (accounts.router, media.router, posts.router, feed.router, tags.router, discovery.router, ops.router):
         app.include_router(router)
     if WEB_DIR.is_dir():
         app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")

@@ -1,6 +1,7 @@
 """The `photostream` command."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -142,21 +143,22 @@ def worker(threads: int | None, log_level: str | None, metrics_port: int | None)
     from faust.worker import Worker
 
     from projections.cassandra_store import CassandraReadStore
-    from projections.registry import ProjectionSettings, all_projectors
-    from streams.faust_app import KafkaTopology, create_app
+    from api.wiring import projection_settings
+    from projections.registry import all_projectors
+    from streams.faust_app import KafkaTopology, create_app, create_lane_topics
+
+    from projections.versions import VersionedStore
 
     _migrate(settings)
     if metrics_port is not None:
         _serve_metrics(metrics_port)
-    projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
-    from projections.versions import VersionedStore
-
+    projectors = all_projectors(projection_settings(settings))
+    topology = KafkaTopology.from_url(settings.event_store)
+    asyncio.run(create_lane_topics(topology, projectors))
     # Writes go to each projection's active version (a rebuild switches it, see
     # `photostream projections rebuild`).
     store = VersionedStore(CassandraReadStore.from_url(settings.read_store), projectors)
-    app = create_app(
-        KafkaTopology.from_url(settings.event_store), projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads
-    )
+    app = create_app(topology, projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads)
     Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
@@ -171,7 +173,6 @@ def migrate() -> None:
 
 
 def _migrate(settings: Settings) -> str:
-    import asyncio
 
     from api.wiring import open_backend
 

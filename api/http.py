@@ -119,6 +119,25 @@ def decode_cursor(cursor: str | None) -> int | None:
     return parsed
 
 
+def encode_key_cursor(value: str | None) -> str | None:
+    """A cursor over an index sorted by a text key (search, explore ranks)."""
+    if value is None:
+        return None
+    return base64.urlsafe_b64encode(f"k1:{value}".encode()).decode().rstrip("=")
+
+
+def decode_key_cursor(cursor: str | None) -> str | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+    except (ValueError, UnicodeError):
+        text = ""
+    if not text.startswith("k1:"):
+        raise HttpError(400, "cursor is not one this server gave out; start again without it")
+    return text[3:]
+
+
 class PageParams:
     def __init__(
         self,

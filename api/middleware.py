@@ -1,5 +1,12 @@
-"""Pure ASGI middleware: request body limits, the X-Consistency header, request metrics,
-the correlation id (X-Correlation-Id in, or a new one; echoed on the response).
+"""Pure ASGI middleware: request body limits, the X-Consistency header, session
+consistency tokens, request metrics, the correlation id (X-Correlation-Id in, or a new
+one; echoed on the response).
+
+A command answers with the token of its own events. When the request carried a token
+too, the answer's token is the merge of both (per partition, the later position), so a
+client that sends its token with every request and keeps the one it gets back holds a
+session token covering all its writes, not only its newest one: a follow then a post
+then a feed read waits for the follow as well.
 
 Body limits are enforced while the body streams in, so a huge upload is refused with 413
 before it is read into memory or spooled to disk.
@@ -13,6 +20,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from observability.context import CORRELATION_ID
+from streams.event_store import ConsistencyToken
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -21,6 +29,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_BODY_LIMIT = 64 * 1024
+MAX_TOKEN_LENGTH = 512  # a token names each partition once: far below this
 
 
 class BodyTooLarge(Exception):
@@ -47,6 +56,11 @@ class PhotostreamMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)
             return
+        sent = headers.get(b"x-consistency-token")
+        problem = _token_problem(sent) if sent else None
+        if problem:
+            await _answer(send, 400, problem)
+            return
         received = 0
         started = time.perf_counter()
         status_seen = 0
@@ -71,6 +85,8 @@ class PhotostreamMiddleware:
                 if state.get("consistency_stale"):
                     extra.append((b"x-consistency", b"stale"))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
+                if sent:
+                    message = {**message, "headers": _merge_token(message.get("headers", []), sent)}
             await send(message)
 
         # The correlation id follows the request into its log lines and its events.
@@ -91,12 +107,40 @@ class PhotostreamMiddleware:
                 self.observe(scope["method"], path, status_seen, time.perf_counter() - started)
 
 
+def _token_problem(sent: bytes) -> str | None:
+    if len(sent) > MAX_TOKEN_LENGTH:
+        return "X-Consistency-Token is longer than any token this server issues"
+    try:
+        ConsistencyToken.decode(sent.decode("ascii"))
+    except (ValueError, UnicodeError):
+        return "X-Consistency-Token is not a token this server issued; send back the one an answer carried"
+    return None
+
+
+def _merge_token(headers: list[tuple[bytes, bytes]], sent: bytes) -> list[tuple[bytes, bytes]]:
+    """The answer's token merged with the request's (checked on the way in)."""
+    theirs = ConsistencyToken.decode(sent.decode("ascii"))
+    merged = []
+    for name, value in headers:
+        if name.lower() == b"x-consistency-token":
+            try:
+                value = ConsistencyToken.decode(value.decode("ascii")).merge(theirs).encode().encode()
+            except (ValueError, UnicodeError):
+                pass
+        merged.append((name, value))
+    return merged
+
+
 async def _too_large(send: Send, limit: int) -> None:
-    body = orjson.dumps({"detail": f"the request body is larger than {limit // 1024} KiB, the most this route accepts"})
+    await _answer(send, 413, f"the request body is larger than {limit // 1024} KiB, the most this route accepts")
+
+
+async def _answer(send: Send, status: int, detail: str) -> None:
+    body = orjson.dumps({"detail": detail})
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
         }
     )

@@ -276,12 +276,13 @@ def replay(types, streams, since, until, from_position, to_position, event_store
     """Fold the log, a slice of it, or the log up to a time (--until), through projectors
     into a fresh, separate read store: "what did the feed look like at T?", or a new
     projection tried without touching production."""
-    from projections.registry import ProjectionSettings, all_projectors
+    from api.wiring import projection_settings
+    from projections.registry import all_projectors
     from streams.rebuild import open_read_store, replay as run_replay
 
     settings = _settings()
     where = build_filter(types, streams, since, until, from_position, to_position)
-    known = {p.name: p for p in all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))}
+    known = {p.name: p for p in all_projectors(projection_settings(settings))}
     missing = [n for n in into if n not in known]
     if missing:
         raise click.BadParameter(f"unknown projector {', '.join(missing)}; known: {', '.join(sorted(known))}", param_hint="--into")
@@ -395,11 +396,12 @@ def status(as_json: bool) -> None:
 
 
 def _versioned(settings: Settings):  # noqa: ANN202
-    from projections.registry import ProjectionSettings, all_projectors
+    from api.wiring import projection_settings
+    from projections.registry import all_projectors
     from projections.versions import VersionedStore
     from streams.rebuild import open_read_store
 
-    projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
+    projectors = all_projectors(projection_settings(settings))  # exactly what serve and worker run
     inner = _open_store(settings.read_store, open_read_store)
     try:
         return projectors, _retrying(lambda: VersionedStore(inner, projectors))

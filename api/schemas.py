@@ -121,6 +121,28 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
+class TagHit(BaseModel):
+    name: str
+    post_count: int
+
+
+class Suggestion(Account):
+    followed_by_count: int
+
+
+class FollowPath(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: Account = Field(alias="from")
+    to: Account
+    found: bool
+    length: int | None
+    path: list[Account]
+    max_depth: int
+    complete: bool
+    detail: str | None = None
+
+
 class Following(BaseModel):
     following: bool
     requested: bool | None = Field(None, description="present on follow: true when a private account was asked")

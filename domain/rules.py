@@ -16,8 +16,9 @@ TAG_MAX_LENGTH = 100
 COMMENT_MAX = 2200
 MEDIA_PER_POST_MAX = 10
 
-# A hashtag is '#' then Unicode letters, digits or '_', not glued to a preceding word.
-TAG_RE = re.compile(r"(?<![\w&])#(\w+)", re.UNICODE)
+# A hashtag is '#' then Unicode letters (with their combining marks, so Devanagari or
+# Thai words stay whole), digits or '_', not glued to a preceding word.
+TAG_START_RE = re.compile(r"(?<![\w&])#(?=\w)", re.UNICODE)
 MENTION_RE = re.compile(r"(?<![\w@.])@([A-Za-z0-9._]{1,30})(?![A-Za-z0-9_])")
 
 
@@ -62,11 +63,18 @@ def normalize_tag(tag: str) -> str:
 def parse_tags(text: str) -> tuple[str, ...]:
     """Distinct hashtags in order of first appearance, lower case, without '#'."""
     seen: dict[str, None] = {}
-    for match in TAG_RE.finditer(text):
-        tag = normalize_tag(match.group(1))
+    for match in TAG_START_RE.finditer(text):
+        end = match.end()
+        while end < len(text) and _is_tag_char(text[end]):
+            end += 1
+        tag = normalize_tag(text[match.end() : end])
         if len(tag) <= TAG_MAX_LENGTH and not tag.isdigit():
             seen.setdefault(tag, None)
     return tuple(seen)
+
+
+def _is_tag_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_" or unicodedata.category(ch) in ("Mn", "Mc")
 
 
 def parse_mentions(text: str) -> tuple[str, ...]:

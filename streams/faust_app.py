@@ -280,6 +280,42 @@ async def _until_store_answers(attempt: Callable[[], Any]) -> Any:
             delay = min(delay * 2, 10)
 
 
+LANE_RETENTION = timedelta(days=7)  # copies of the log, rebuilt from it when needed
+
+
+async def create_lane_topics(topology: KafkaTopology, projectors: Sequence[Projector]) -> None:
+    """Create every projection's lane topic before the worker joins its group.
+
+    Faust would create them itself while starting, but a consumer group assigns only the
+    topics that exist when it rebalances: a lane created a moment too late is left out
+    of the assignment until the next metadata refresh (minutes), and its projection
+    stands still meanwhile. Idempotent: existing topics are left as they are."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    bootstrap = ",".join(topology.brokers.removeprefix("kafka://").split(";"))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="photostream-worker-admin", request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        names = [projection_topic(topology.topic, p) for p in projectors]
+        configs = {"retention.ms": str(int(LANE_RETENTION.total_seconds() * 1000))}
+        answer = (
+            await admin.create_topics([NewTopic(n, topology.partitions, topology.replication, topic_configs=configs) for n in names])
+        ).to_object()
+        for error in answer["topic_errors"]:
+            if error["error_code"] not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
+                raise RuntimeError(f"cannot create lane topic {error['topic']}: {error['error_message']}")
+        deadline = time.monotonic() + 30
+        while True:  # a new topic has no partition leaders for a moment
+            described = await admin.describe_topics(names)
+            if all(d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"]) for d in described):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"lane topics of {topology.topic} have no leaders after 30 s")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
 def create_app(
     topology: KafkaTopology,
     projectors: list[Projector],
@@ -313,7 +349,7 @@ def create_app(
             partitions=topology.partitions,
             replicas=topology.replication,
             internal=True,
-            retention=timedelta(days=7),  # copies of the log, rebuilt from it when needed
+            retention=LANE_RETENTION,
             value_serializer="raw",
             key_serializer="raw",
         )

@@ -43,7 +43,17 @@ def deployment(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Deployment
 @pytest.fixture(params=[pytest.param(b, marks=pytest.mark.distributed) if b == "distributed" else b for b in BACKENDS])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "embedded":
-        return Settings(data_dir=tmp_path / "data", secret_key="test-secret", consistency_wait_seconds=5)
+        # The stores are named, not left to defaults: a shell that ran
+        # `eval "$(photostream stack env)"` must not turn the embedded run distributed.
+        data = tmp_path / "data"
+        return Settings(
+            data_dir=data,
+            event_store=f"sqlite:///{data / 'events.db'}",
+            read_store=f"sqlite:///{data / 'views.db'}",
+            media_store=f"file://{data / 'media'}",
+            secret_key="test-secret",
+            consistency_wait_seconds=5,
+        )
     if request.param == "distributed":
         return request.getfixturevalue("deployment").settings
     raise AssertionError(f"unknown backend {request.param}")

@@ -33,8 +33,9 @@ class User:
 
 
 class Api:
-    """Speaks photostream's HTTP contract; remembers the newest consistency token so that
-    every read sees the writes made before it (as a well-behaved client does)."""
+    """Speaks photostream's HTTP contract as a well-behaved client does: sends its
+    consistency token with every request and keeps the one a command answers with (the
+    server merges the two), so every read sees every write made before it."""
 
     def __init__(self, http: httpx.Client) -> None:
         self.http = http
@@ -44,7 +45,7 @@ class Api:
         headers = dict(kwargs.pop("headers", {}) or {})
         if user is not None:
             headers.update(user.auth)
-        if method == "GET" and self.token and "X-Consistency-Token" not in headers:
+        if self.token and "X-Consistency-Token" not in headers:
             headers["X-Consistency-Token"] = self.token
         response = self.http.request(method, path, headers=headers, **kwargs)
         if method != "GET" and "x-consistency-token" in response.headers:

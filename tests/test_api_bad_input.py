@@ -389,6 +389,9 @@ def test_bad_consistency_token_is_400(api: Api, log_size) -> None:
     for token in bad_tokens:
         for path, user in reads:
             r.check(400, "GET", path, user, headers={TOKEN: token}, label=f"token {token[:20]!r}")
+        # Commands merge the token they are sent into the one they answer: a bad one is
+        # refused before anything is appended.
+        r.check(400, "POST", f"/v1/posts/{post['id']}/like", ana, headers={TOKEN: token}, label=f"like, token {token[:20]!r}")
     r.done()
 
 

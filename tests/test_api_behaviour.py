@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from streams.event_store import ConsistencyToken
 from tests.support import Api, User, jpeg
 
 ACCOUNT_FIELDS = {
@@ -729,6 +730,27 @@ def test_every_successful_command_carries_a_consistency_token(api: Api) -> None:
         read = api.request("GET", "/v1/accounts/ana", headers={TOKEN: token})
         assert read.status_code == 200, read.text
         assert read.headers.get("x-consistency") != "stale"
+
+
+def test_a_command_answers_a_session_token_covering_the_token_it_was_sent(client, api: Api) -> None:
+    """A follow, then a like sending the follow's token: the like's answer covers both,
+    so a feed read with it alone sees the followed account's posts (backfilled by the
+    follow), however far the like's own partition is from the follow's."""
+    ana, ben = api.sign_up("ana"), api.sign_up("ben")
+    posts = [api.post(ana, caption=f"post {i}") for i in range(3)]
+    carol = api.sign_up("carol")
+    carols = api.post(carol, caption="carol's")
+    followed = client.post("/v1/accounts/ana/follow", headers=ben.auth)
+    first = ConsistencyToken.decode(followed.headers[TOKEN])
+    liked = client.post(f"/v1/posts/{carols['id']}/like", headers={**ben.auth, TOKEN: followed.headers[TOKEN]})
+    assert liked.status_code == 200, liked.text
+    session = ConsistencyToken.decode(liked.headers[TOKEN])
+    for partition, position in first.positions.items():
+        assert session.positions[partition] >= position
+    assert session != first  # ...and the like's own event too
+    feed = client.get("/v1/feed", headers={**ben.auth, TOKEN: liked.headers[TOKEN]})
+    assert feed.headers.get("x-consistency") != "stale"
+    assert [p["id"] for p in feed.json()["items"]] == [p["id"] for p in reversed(posts)]
 
 
 def test_a_read_sending_the_token_back_sees_the_write(client, api: Api) -> None:

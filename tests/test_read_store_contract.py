@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,13 +34,14 @@ from domain.events import (
     PostDeleted,
     PostEdited,
     ProfileUpdated,
+    TimelineRebuildRequested,
     Unfollowed,
     Unliked,
     new_event,
 )
 from domain.ids import IdGenerator
 from projections.posts import POSTS
-from projections.home_timeline import TIMELINE_FLOORS
+from projections.home_timeline import FANOUT_AUTHORS, PULL_SOURCES, TIMELINE_STATE
 from projections.registry import ProjectionSettings, all_projectors, all_tables
 from projections.sqlite_store import SqliteReadStore
 from projections.store import (
@@ -74,7 +76,10 @@ COMPOSITE = Table(
     descending=True,
 )
 CONTRACT_TABLES = (KV, ASC, DESC, TEXT_CK, COMPOSITE)
-FOLD_SETTINGS = ProjectionSettings(timeline_max=6, backfill=4, trim_every=2)
+# Small enough that trims, celebrities (pulled, overflow, demoted) and dormant readers all occur.
+FOLD_SETTINGS = ProjectionSettings(
+    timeline_max=6, backfill=4, trim_every=2, celebrity_threshold=4, celebrity_demote=3, pull_sources=1, inactive_days=1
+)
 FOLD_TABLES = all_tables(all_projectors(FOLD_SETTINGS))
 
 
@@ -701,9 +706,12 @@ class History:
         self.follows: set[tuple[str, str]] = set()
         self.likes: set[tuple[str, str]] = set()
         self.comments: dict[str, str] = {}  # comment id -> post id
+        self.clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
     def emit(self, data: DomainEvent, stream: str, actor: str | None = None) -> None:
-        self.events.append(new_event(data, stream=stream, actor=actor))
+        # Hours pass between events, so some readers go quiet for days (inactive readers).
+        self.clock += timedelta(hours=self.rng.choice([0, 0, 1, 5]))
+        self.events.append(new_event(data, stream=stream, actor=actor, occurred_at=self.clock))
 
     def new_id(self) -> str:
         return str(self.ids.next_id())
@@ -755,6 +763,8 @@ class History:
             post, liker = rng.choice(sorted(self.likes))
             self.likes.discard((post, liker))
             self.emit(Unliked(post, liker, self.posts.get(post, liker)), post, liker)
+        elif roll < 0.87:
+            self.emit(TimelineRebuildRequested(a), f"timeline-{a}", a)
         elif roll < 0.95 and self.posts:
             post = rng.choice(sorted(self.posts))
             comment = self.new_id()
@@ -799,7 +809,8 @@ def test_every_projector_folds_to_the_same_rows_in_both_stores(both: tuple[Sqlit
     for table in FOLD_TABLES:
         assert cassandra.dump(table) == sqlite.dump(table), table.name
     # The history must have exercised what it is meant to (trims, deletes, counts).
-    assert any(r["floor"] > 0 for r in sqlite.dump(TIMELINE_FLOORS)), "no timeline was ever trimmed"
+    assert any((r["floor"] or 0) > 0 for r in sqlite.dump(TIMELINE_STATE)), "no timeline was ever trimmed"
+    assert sqlite.dump(PULL_SOURCES) or any(r["celebrity"] for r in sqlite.dump(FANOUT_AUTHORS)), "no celebrity"
     assert {e.type for e in events} == set(EVENT_TYPES) - {"MediaStored"}, "every event type must occur"
     assert len(sqlite.dump(POSTS)) < sum(e.type == "PostCreated" for e in events), "some posts must be deleted"
     assert len(events) > 400

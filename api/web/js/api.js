@@ -1,7 +1,7 @@
 // The only thing the web app talks to: the HTTP contract in API.md.
 // - keeps the bearer token (localStorage) and the signed-in account;
-// - keeps the latest X-Consistency-Token and sends it back on GETs, so the
-//   user always reads their own writes;
+// - keeps the X-Consistency-Token and sends it with every request; commands answer
+//   with it merged with their own, so the user always reads all their own writes;
 // - turns error answers into ApiError with a readable message from `detail`.
 
 const TOKEN_KEY = 'photostream.token';
@@ -159,7 +159,9 @@ export async function api(path, { method = 'GET', body, query, signal } = {}) {
   const headers = { Accept: 'application/json' };
   const sentToken = session.token;
   if (sentToken) headers.Authorization = `Bearer ${sentToken}`;
-  if (method === 'GET' && consistency.value) headers['X-Consistency-Token'] = consistency.value;
+  // Sent with commands too: the server answers with the merge of it and the command's
+  // own token, so the one kept covers every write of this session (a session token).
+  if (consistency.value) headers['X-Consistency-Token'] = consistency.value;
   let payload;
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -198,6 +200,7 @@ export function uploadMedia(file, { onProgress, signal } = {}) {
     xhr.open('POST', '/v1/media');
     xhr.setRequestHeader('Accept', 'application/json');
     if (sentToken) xhr.setRequestHeader('Authorization', `Bearer ${sentToken}`);
+    if (consistency.value) xhr.setRequestHeader('X-Consistency-Token', consistency.value);
     xhr.upload.addEventListener('progress', (e) => {
       if (e.lengthComputable && onProgress) onProgress(e.loaded / e.total);
     });

@@ -1,5 +1,5 @@
 // A post's own page, hashtag pages, explore and search.
-import { api, lister } from '../api.js';
+import { api, lister, session } from '../api.js';
 import { accountRow, infiniteList, unavailableState } from '../components.js';
 import { debounce, emptyState, formatCount, h, icon, plural, spinner, uid, userHref } from '../dom.js';
 import { gridItem, postCard } from '../post.js';
@@ -87,6 +87,31 @@ export async function exploreView(root, { signal }) {
     grid.el));
 }
 
+// ---------------------------------------------------------------- who to follow
+
+/** "Suggested for you": accounts followed by the accounts `username` follows, with how
+ * many of them follow each. Null when there is nothing to suggest (or no server support). */
+export async function suggestionsSection(username, { signal, max = 6, title = 'Suggested for you' } = {}) {
+  let data;
+  try {
+    data = await api(`/v1/accounts/${encodeURIComponent(username)}/suggestions`, { query: { limit: max }, signal });
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    return null; // a nicety: never break the page around it
+  }
+  const items = (data?.items || []).filter((a) => !session.isMe(a.username));
+  if (!items.length) return null;
+  return h('section', { class: 'suggestions suggestions-section', 'aria-label': title },
+    h('h2', { class: 'rail-title muted' }, title),
+    h('ul', { class: 'account-list' }, items.map((a) => {
+      const row = accountRow(a);
+      const names = row.querySelector('.account-names');
+      names?.append(h('span', { class: 'muted small suggestion-why' },
+        `Followed by ${plural(a.followed_by_count || 0, 'person', 'people')} you follow`));
+      return row;
+    })));
+}
+
 // ---------------------------------------------------------------- search
 
 const SEARCH_MISSING = 'photostream.searchMissing';
@@ -139,6 +164,12 @@ export async function searchView(root, { query, signal }) {
     if (!q) {
       input.setAttribute('aria-expanded', 'false');
       results.replaceChildren(h('p', { class: 'muted center pad' }, type === 'tags' ? 'Search for a hashtag.' : type === 'posts' ? 'Search captions of posts.' : 'Search for people by username or name.'));
+      // With nothing typed yet, people you may know.
+      if (type === 'accounts' && session.me?.username) {
+        suggestionsSection(session.me.username, { signal }).then((section) => {
+          if (section && !input.value.trim()) results.append(section);
+        }).catch(() => {});
+      }
       return;
     }
     inflight = new AbortController();

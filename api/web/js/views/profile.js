@@ -3,6 +3,7 @@ import { api, lister, session, setRelation } from '../api.js';
 import { accountRow, actionSheet, followButton, infiniteList } from '../components.js';
 import { avatar, emptyState, formatCount, h, icon, richText, toast, userHref } from '../dom.js';
 import { gridItem } from '../post.js';
+import { suggestionsSection } from './discover.js';
 
 function notFound(username) {
   return emptyState({
@@ -115,7 +116,10 @@ export async function profileView(root, { params, signal }) {
       : emptyState({ iconName: 'lock', title: 'This account is private', text: `Follow ${account.username} to see their photos.` })),
   });
 
-  root.append(h('div', { class: 'profile' }, header, tabs, grid.el));
+  const suggested = h('div', { class: 'profile-suggestions' });
+  root.append(h('div', { class: 'profile' }, header, suggested, tabs, grid.el));
+  // Your own profile suggests people followed by the people you follow.
+  if (isMe) suggestionsSection(account.username, { signal }).then((s) => s && suggested.append(s)).catch(() => {});
 }
 
 export async function followsView(root, { params, signal }) {

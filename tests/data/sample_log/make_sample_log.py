@@ -5,6 +5,7 @@ committed sample: they are what old logs hold.
 
     python -m tests.data.sample_log.make_sample_log launch  > tests/data/sample_log/01-launch.jsonl
     python -m tests.data.sample_log.make_sample_log privacy > tests/data/sample_log/02-privacy.jsonl
+    python -m tests.data.sample_log.make_sample_log feed    > tests/data/sample_log/03-feed.jsonl
     python -c "from tests.data.sample_log.make_sample_log import write_expected_read_models as w; w()"
 """
 from __future__ import annotations
@@ -40,6 +41,20 @@ def privacy(api: Api) -> None:
     api.request("GET", "/v1/feed", eve)
 
 
+def feed(api: Api, client: TestClient) -> None:
+    """A reader back after a long time: the feed query asks for a timeline rebuild
+    (issued here through its command, as the feed route does for a dormant reader)."""
+    from commands.context import Actor
+    from commands.feed import request_timeline_rebuild
+
+    gil, hal = api.sign_up("gil"), api.sign_up("hal")
+    api.follow(hal, "gil")
+    api.post(gil, "while you were away #news")
+    backend = client.app.state.backend
+    client.portal.call(request_timeline_rebuild, backend.commands, Actor(hal.id))
+    api.request("GET", "/v1/feed", hal)
+
+
 def main() -> None:
     scenario = sys.argv[1] if len(sys.argv) > 1 else "launch"
     with tempfile.TemporaryDirectory() as folder:
@@ -48,6 +63,8 @@ def main() -> None:
             api = Api(client)
             if scenario == "privacy":
                 privacy(api)
+            elif scenario == "feed":
+                feed(api, client)
             else:
                 launch(api)
         from streams.log_reader import LogReader

@@ -18,6 +18,8 @@ from media.store import MediaStoreUnavailable
 from projections.store import ReadStoreUnavailable
 from streams.event_store import ConcurrencyError, EventStoreUnavailable
 
+from observability.metrics import REQUEST_SECONDS
+
 from api.http import HttpError, JSONResponse
 from api.middleware import PhotostreamMiddleware
 from api.live import start_live
@@ -28,6 +30,10 @@ from api.settings import Settings
 from api.wiring import Backend, open_backend
 
 log = logging.getLogger("photostream.api")
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    REQUEST_SECONDS.observe(seconds, method=method, route=route, status=str(status))
 WEB_DIR = Path(__file__).parent / "web"
 
 DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
@@ -134,6 +140,6 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         async def index() -> FileResponse:
             return FileResponse(WEB_DIR / "index.html")
 
-    app.add_middleware(PhotostreamMiddleware, upload_limit=settings.max_upload_bytes)
+    app.add_middleware(PhotostreamMiddleware, upload_limit=settings.max_upload_bytes, observe=observe_request)
     install_openapi(app)
     return app

@@ -27,12 +27,21 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    """Text lines by default; PHOTOSTREAM_LOG_FORMAT=json for one JSON object a line.
+    Either way every line carries the correlation id of the request it serves."""
+    import os
+
+    from observability.context import CorrelationFilter, JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CorrelationFilter())
+    if os.environ.get("PHOTOSTREAM_LOG_FORMAT", "text").lower() == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s]: %(message)s", datefmt="%H:%M:%S")
+        )
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -128,7 +137,13 @@ def seed(graph_path: Path, posts_per_account: int, max_accounts: int | None, pas
 @main.command()
 @click.option("--threads", default=None, type=click.IntRange(1, 256), help="Threads applying lane batches to Cassandra (default: one per projection; each batch runs its reads and writes as concurrent rounds).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Log verbosity.")
-def worker(threads: int | None, log_level: str | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve this worker's Prometheus metrics (writes per event = fan-out sizes, unknown events skipped) on http://127.0.0.1:PORT/metrics.",
+)
+def worker(threads: int | None, log_level: str | None, metrics_port: int | None) -> None:
     """Run the stream processors (a Faust worker) that project events into Cassandra.
 
     Distributed mode only: needs PHOTOSTREAM_EVENT_STORE=kafka://... and
@@ -150,11 +165,17 @@ def worker(threads: int | None, log_level: str | None) -> None:
     from projections.registry import all_projectors
     from streams.faust_app import KafkaTopology, create_app, create_lane_topics
 
+    from projections.versions import VersionedStore
+
     _migrate(settings)
+    if metrics_port is not None:
+        _serve_metrics(metrics_port)
     projectors = all_projectors(projection_settings(settings))
     topology = KafkaTopology.from_url(settings.event_store)
     asyncio.run(create_lane_topics(topology, projectors))
-    store = CassandraReadStore.from_url(settings.read_store)
+    # Writes go to each projection's active version (a rebuild switches it, see
+    # `photostream projections rebuild`).
+    store = VersionedStore(CassandraReadStore.from_url(settings.read_store), projectors)
     app = create_app(topology, projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads)
     Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False).execute_from_commandline()
 
@@ -249,6 +270,32 @@ def _event_count(path: Path) -> int:
         conn.close()
 
 
+def _serve_metrics(port: int) -> None:
+    """A tiny HTTP server on a daemon thread: GET /metrics of this process's registry."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from observability.metrics import REGISTRY
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404)
+                return
+            body = REGISTRY.render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -257,3 +304,8 @@ def _redact(url: str) -> str:
 
 
 main.add_command(stack)
+
+from api.ops_cli import events, projections  # noqa: E402 - they use load_settings above
+
+main.add_command(events)
+main.add_command(projections)

@@ -18,6 +18,8 @@ from projections.queries import AccountView, account_by_id
 from projections.sessions import session_generation
 from streams.event_store import ConsistencyToken
 
+from observability.context import CORRELATION_ID
+
 from api.auth import InvalidToken
 from api.wiring import Backend
 
@@ -85,7 +87,7 @@ def current_account(account_id: Annotated[str | None, Depends(optional_account)]
 
 
 def actor(request: Request, account_id: Annotated[str, Depends(current_account)]) -> Actor:
-    return Actor(account_id, request.headers.get("x-correlation-id") or None)
+    return Actor(account_id, CORRELATION_ID.get() or request.headers.get("x-correlation-id") or None)
 
 
 async def consistent(

@@ -1,5 +1,6 @@
 """Pure ASGI middleware: request body limits, security headers, the X-Consistency
-header, session consistency tokens, request metrics.
+header, session consistency tokens, request metrics, the correlation id
+(X-Correlation-Id in, or a new one; echoed on the response).
 
 A command answers with the token of its own events. When the request carried a token
 too, the answer's token is the merge of both (per partition, the later position), so a
@@ -13,10 +14,12 @@ before it is read into memory or spooled to disk.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any, Awaitable, Callable
 
 import orjson
 
+from observability.context import CORRELATION_ID
 from streams.event_store import ConsistencyToken
 
 Scope = dict[str, Any]
@@ -109,13 +112,19 @@ class PhotostreamMiddleware:
                 status_seen = message["status"]
                 headers = _with_security_headers(scope, list(message.get("headers", [])))
                 state = scope.get("state") or {}
+                extra = [(b"x-correlation-id", correlation.encode("latin-1"))]
                 if state.get("consistency_stale"):
-                    headers.append((b"x-consistency", b"stale"))
+                    extra.append((b"x-consistency", b"stale"))
+                headers += extra
                 if sent:
                     headers = _merge_token(headers, sent)
                 message = {**message, "headers": headers}
             await send(message)
 
+        # The correlation id follows the request into its log lines and its events.
+        given = headers.get(b"x-correlation-id", b"").decode("latin-1").strip()
+        correlation = given if given and len(given) <= 128 and given.isprintable() else str(uuid.uuid4())
+        reset = CORRELATION_ID.set(correlation)
         try:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
@@ -123,6 +132,7 @@ class PhotostreamMiddleware:
                 await _too_large(send, limit)
                 status_seen = 413
         finally:
+            CORRELATION_ID.reset(reset)
             if self.observe is not None:
                 route = scope.get("route")
                 path = getattr(route, "path", None) or "unmatched"

@@ -185,6 +185,7 @@ class ProjectionState(BaseModel):
     lag_events: int
     lag_seconds: float | None
     status: str
+    building: int | None = None
 
 
 class Projections(BaseModel):

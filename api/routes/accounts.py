@@ -11,6 +11,8 @@ from domain.errors import InvalidInput
 from domain.events import AccountRegistered, format_time
 from projections import queries, visibility
 
+from observability.context import CORRELATION_ID
+
 from api import schemas
 from api.http import ActorDep, JSONResponse, fresh_account, BackendDep, Consistent, HttpError, Paging, SignedIn, Viewer, command_answer, page
 from api.presenters import account_json, post_json
@@ -66,7 +68,9 @@ async def _account_id_for_command(backend: Backend, username: str) -> str:
 @router.post("/accounts", status_code=201, response_model=schemas.Session, responses={409: {"model": schemas.Problem}, **LIMITED})
 async def sign_up(body: schemas.SignUp, request: Request, backend: BackendDep) -> Response:
     limit(request, "sign_up", None)
-    done = await account_commands.register_account(backend.commands, body.username, body.password, body.display_name)
+    done = await account_commands.register_account(
+        backend.commands, body.username, body.password, body.display_name, correlation_id=CORRELATION_ID.get()
+    )
     event = done.events[0]
     registered = event.data
     assert isinstance(registered, AccountRegistered)

@@ -8,6 +8,7 @@ import { notificationsView } from './js/views/notifications.js';
 import { exploreView, postView, searchView, tagView } from './js/views/discover.js';
 import { feedView } from './js/views/feed.js';
 import { newPostView } from './js/views/newpost.js';
+import { opsView } from './js/views/ops.js';
 import { followsView, profileView } from './js/views/profile.js';
 import { requestsView } from './js/views/requests.js';
 import { settingsView } from './js/views/settings.js';
@@ -37,6 +38,7 @@ const ROUTES = [
   ['notifications', /^\/notifications$/, notificationsView, { auth: true, nav: 'notifications' }],
   ['messages', /^\/messages$/, messagesView, { auth: true, nav: 'messages' }],
   ['conversation', /^\/messages\/([0-9]+-[0-9]+)$/, conversationView, { auth: true, nav: 'messages' }],
+  ['ops', /^\/ops$/, opsView, {}], // operators: events/s and projection lag
 ];
 
 function parseHash() {

@@ -6,6 +6,7 @@ committed sample: they are what old logs hold.
     python -m tests.data.sample_log.make_sample_log launch  > tests/data/sample_log/01-launch.jsonl
     python -m tests.data.sample_log.make_sample_log privacy > tests/data/sample_log/02-privacy.jsonl
     python -m tests.data.sample_log.make_sample_log feed    > tests/data/sample_log/03-feed.jsonl
+    python -m tests.data.sample_log.make_sample_log live    > tests/data/sample_log/04-live.jsonl
     python -c "from tests.data.sample_log.make_sample_log import write_expected_read_models as w; w()"
 """
 from __future__ import annotations
@@ -55,6 +56,22 @@ def feed(api: Api, client: TestClient) -> None:
     api.request("GET", "/v1/feed", hal)
 
 
+def live(api: Api) -> None:
+    """Mentions (PostCreated, PostEdited and CommentAdded v2), notifications read, direct
+    messages and their read state, and sign-out everywhere (the live and security
+    releases)."""
+    ivy, jon = api.sign_up("ivy"), api.sign_up("jon")
+    api.follow(jon, "ivy")
+    post = api.post(ivy, "hello @jon #live")
+    api.ok("PATCH", f"/v1/posts/{post['id']}", ivy, json={"caption": "hello again @jon #live"})
+    api.ok("POST", f"/v1/posts/{post['id']}/comments", jon, status=201, json={"text": "thanks @ivy"})
+    api.ok("POST", f"/v1/posts/{post['id']}/like", jon)
+    sent = api.ok("POST", "/v1/messages", ivy, status=201, json={"to": "jon", "text": "coffee?"})
+    api.ok("POST", f"/v1/conversations/{sent['conversation_id']}/read", jon, json={})
+    api.ok("POST", "/v1/notifications/read", ivy, json={})
+    api.request("DELETE", "/v1/sessions", jon)
+
+
 def main() -> None:
     scenario = sys.argv[1] if len(sys.argv) > 1 else "launch"
     with tempfile.TemporaryDirectory() as folder:
@@ -65,6 +82,8 @@ def main() -> None:
                 privacy(api)
             elif scenario == "feed":
                 feed(api, client)
+            elif scenario == "live":
+                live(api)
             else:
                 launch(api)
         from streams.log_reader import LogReader

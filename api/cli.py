@@ -128,11 +128,12 @@ def worker(threads: int | None, log_level: str | None) -> None:
     from faust.worker import Worker
 
     from projections.cassandra_store import CassandraReadStore
-    from projections.registry import ProjectionSettings, all_projectors
+    from api.wiring import projection_settings
+    from projections.registry import all_projectors
     from streams.faust_app import KafkaTopology, create_app, create_lane_topics
 
     _migrate(settings)
-    projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
+    projectors = all_projectors(projection_settings(settings))
     topology = KafkaTopology.from_url(settings.event_store)
     asyncio.run(create_lane_topics(topology, projectors))
     store = CassandraReadStore.from_url(settings.read_store)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -16,7 +17,14 @@ class Settings(BaseSettings):
     read_store: str = Field("", description="sqlite:///path or cassandra://host:port/keyspace")
     media_store: str = Field("", description="file:///path or s3://ACCESS:SECRET@host:port/bucket")
     secret_key: str = Field("", description="signs bearer tokens; generated into the data dir when empty")
-    celebrity_threshold: int = Field(10_000, ge=1)
+    celebrity_threshold: int = Field(10_000, ge=1, description="followers from which an author's posts are pulled, not pushed")
+    celebrity_hysteresis: float = Field(
+        0.1, ge=0, lt=1, description="a celebrity is pushed again only below threshold x (1 - this)"
+    )
+    feed_read: Literal["hybrid", "naive"] = Field(
+        "hybrid", description="naive: the feed joins follows and posts per request (fan-out on read), the benchmark's baseline"
+    )
+    celebrity_sources: int = Field(50, ge=1, le=1000, description="most celebrities one feed read merges")
     timeline_max: int = Field(800, ge=10, le=100_000)
     inactive_days: int = Field(30, ge=1)
     token_ttl_days: int = Field(30, ge=1, le=365)

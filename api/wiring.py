@@ -11,6 +11,7 @@ from commands.context import Argon2Hasher, CommandContext, PasswordHasher
 from domain.events import parse_time, utc_now
 from domain.ids import IdGenerator
 from media.store import MediaStore, open_media_store
+from projections.post_cache import PostCache
 from projections.projector import Projector
 from projections.registry import ProjectionSettings, all_projectors
 from projections.store import ReadStore
@@ -51,6 +52,10 @@ class Backend:
     # Blocking read stores (Cassandra) are queried from a thread; SQLite answers in
     # microseconds, so the event loop calls it directly.
     query_in_thread: bool = False
+    # Hydration's per-process LRU of post contents, stats and authors (the feed).
+    post_cache: PostCache = field(default_factory=PostCache, repr=False)
+    # Readers whose timeline rebuild this process asked for, and when (monotonic).
+    _rebuilds_asked: dict[int, float] = field(default_factory=dict, repr=False)
     _started: bool = field(default=False, repr=False)
     # Waiting requests share one snapshot of the checkpoints, refreshed at most every
     # CHECKPOINT_TTL seconds, instead of each reading the whole table on every poll.
@@ -60,6 +65,17 @@ class Backend:
         if self.query_in_thread:
             return await asyncio.to_thread(fn, self.views, *args)
         return fn(self.views, *args)
+
+    def should_ask_rebuild(self, reader: int, every: float = 5.0) -> bool:
+        """At most one rebuild request per reader per `every` seconds from this process:
+        until the projection has rebuilt the timeline, each read would ask again."""
+        now = time.monotonic()
+        if now - self._rebuilds_asked.get(reader, float("-inf")) < every:
+            return False
+        if len(self._rebuilds_asked) > 10_000:
+            self._rebuilds_asked = {r: t for r, t in self._rebuilds_asked.items() if now - t < every}
+        self._rebuilds_asked[reader] = now
+        return True
 
     def reached(self, token: ConsistencyToken) -> bool:
         """Whether every projection has applied everything up to the token."""
@@ -158,7 +174,9 @@ def open_backend(
     and (when run_projections) the in-process projection runner. bulk=True (seeding)
     trades the per-command fsync for speed; the caller flushes at the end."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    projectors = all_projectors(ProjectionSettings(timeline_max=settings.timeline_max))
+    projectors = all_projectors(projection_settings(settings))
+    if settings.feed_read == "naive":  # the baseline keeps no timelines at all
+        projectors = [p for p in projectors if p.name != "home_timeline"]
     events, views, runner, threaded = _open_stores(settings, projectors, run_projections, bulk)
     media = open_media_store(settings.media_store)
     commands = CommandContext(
@@ -184,6 +202,16 @@ def open_backend(
         runner=runner,
         lanes=lanes,
         query_in_thread=threaded,
+    )
+
+
+def projection_settings(settings: Settings) -> ProjectionSettings:
+    return ProjectionSettings(
+        timeline_max=settings.timeline_max,
+        celebrity_threshold=settings.celebrity_threshold,
+        celebrity_demote=round(settings.celebrity_threshold * (1 - settings.celebrity_hysteresis)),
+        pull_sources=settings.celebrity_sources,
+        inactive_days=settings.inactive_days,
     )
 
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence, TypeVar
 
 import argon2
 
-from domain.events import DomainEvent, Event, new_event
+from domain.events import DomainEvent, Event, new_event, utc_now
 from domain.ids import IdGenerator
 from streams.event_store import (
     ANY_VERSION,
@@ -68,6 +69,9 @@ class CommandContext:
     media: Any = None  # media.store.MediaStore; typed loosely to keep commands free of media/
     max_upload_bytes: int = 15 * 1024 * 1024
     max_upload_pixels: int = 50_000_000
+    # When events occur. Tests of time-dependent read models (inactive readers) pass a
+    # clock they can move; everything else uses the wall clock.
+    clock: Callable[[], datetime] = utc_now
 
     def new_id(self) -> str:
         return str(self.ids.next_id())
@@ -87,7 +91,7 @@ class CommandContext:
         claims: Sequence[UniqueClaim] = (),
     ) -> Done:
         events = tuple(
-            new_event(d, stream=stream, actor=actor.account_id, correlation_id=actor.correlation_id)
+            new_event(d, stream=stream, actor=actor.account_id, correlation_id=actor.correlation_id, occurred_at=self.clock())
             for d in data
         )
         result = await self.events.append(stream, events, expected_version=expected_version, claims=claims)

@@ -64,6 +64,10 @@ def like_stream(post_id: str, account_id: str) -> str:
     return f"like-{post_id}-{account_id}"
 
 
+def timeline_stream(reader_id: str) -> str:
+    return f"timeline-{reader_id}"
+
+
 @dataclass(frozen=True)
 class Account:
     account_id: str

@@ -142,6 +142,15 @@ class Unfollowed(DomainEvent):
 
 
 @dataclass(frozen=True)
+class TimelineRebuildRequested(DomainEvent):
+    """A reader whose home timeline was left behind while they were away opened their
+    feed: the home_timeline projector rebuilds it (and counts the reader as seen)."""
+
+    TYPE: ClassVar[str] = "TimelineRebuildRequested"
+    reader_id: str
+
+
+@dataclass(frozen=True)
 class FollowRequested(DomainEvent):
     """A follow of a private account, waiting for its owner (stream follow-<a>-<b>)."""
 
@@ -255,6 +264,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         PostDeleted,
         Followed,
         Unfollowed,
+        TimelineRebuildRequested,
         FollowRequested,
         FollowRequestDeclined,
         FollowRequestCancelled,

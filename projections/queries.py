@@ -10,9 +10,10 @@ from projections.followers import FOLLOWERS
 from projections.following import FOLLOWING
 from projections.likes import LIKES
 from projections.posts import POSTS
+from projections.post_cache import PostCache
 from projections.posts_by_author import POST_COUNTS, POSTS_BY_AUTHOR
 from projections.follow_requests import FOLLOW_REQUESTS
-from projections.home_timeline import feed_page
+from projections.home_timeline import feed_page, naive_feed_page
 from projections.posts_by_tag import tag_page
 from projections.store import ReadView, Row
 from projections.visibility import blocked_pairs, hidden_authors, is_blocking, is_muting, muted_by
@@ -63,6 +64,9 @@ class CommentView:
 class Page:
     items: list[Any]
     next_cursor: int | None
+    # The home feed only: the reader's timeline was dormant and this page was merged
+    # from the followed authors; the caller should ask for a rebuild.
+    rebuild: bool = False
 
 
 def _counts(view: ReadView, table: Any, column: str, ids: list[int]) -> list[int]:
@@ -114,10 +118,16 @@ def account_by_username(view: ReadView, username: str) -> AccountView | None:
     return account_by_id(view, account_id) if account_id is not None else None
 
 
-def posts_by_id(view: ReadView, ids: list[int], viewer: int | None) -> list[PostView]:
+def posts_by_id(view: ReadView, ids: list[int], viewer: int | None, cache: PostCache | None = None) -> list[PostView]:
     """Hydrate post ids into posts, in the given order, skipping posts that are gone and
-    posts the viewer may not see (projections.visibility: private authors, blocks)."""
-    rows = [r for r in view.get_many(POSTS, [{"post_id": i} for i in ids]) if r is not None]
+    posts the viewer may not see (projections.visibility: private authors, blocks).
+    With a cache (the feed), contents, stats and authors come from it where it has them."""
+    if cache is None:
+        found = view.get_many(POSTS, [{"post_id": i} for i in ids])
+    else:
+        cache.refresh(view)
+        found = cache.contents.get_many(ids, lambda missing: view.get_many(POSTS, [{"post_id": i} for i in missing]))
+    rows = [r for r in found if r is not None]
     if not rows:
         return []
     hidden = hidden_authors(view, viewer, {r["author_id"] for r in rows})
@@ -126,9 +136,18 @@ def posts_by_id(view: ReadView, ids: list[int], viewer: int | None) -> list[Post
         return []
     post_ids = [r["post_id"] for r in rows]
     author_ids = list({r["author_id"] for r in rows})
-    authors = dict(zip(author_ids, accounts_by_id(view, author_ids)))
-    likes = _counts(view, LIKES.counts, "post_id", post_ids)
-    comments = _counts(view, COMMENT_COUNTS, "post_id", post_ids)
+
+    def load_stats(wanted: list[int]) -> list[tuple[int, int]]:
+        return list(zip(_counts(view, LIKES.counts, "post_id", wanted), _counts(view, COMMENT_COUNTS, "post_id", wanted)))
+
+    if cache is None:
+        authors = dict(zip(author_ids, accounts_by_id(view, author_ids)))
+        stats = load_stats(post_ids)
+    else:
+        authors = dict(zip(author_ids, cache.authors.get_many(author_ids, lambda missing: accounts_by_id(view, missing))))
+        stats = cache.stats.get_many(post_ids, load_stats)
+    likes = [s[0] for s in stats]
+    comments = [s[1] for s in stats]
     mine = (
         view.get_many(LIKES.index, [{"post_id": i, "account_id": viewer} for i in post_ids])
         if viewer is not None
@@ -231,7 +250,13 @@ IdSource = Callable[[int | None, int], tuple[list[int], int | None]]
 
 
 def filled_page(
-    view: ReadView, source: IdSource, cursor: int | None, limit: int, viewer: int | None, drop: set[int] | None = None
+    view: ReadView,
+    source: IdSource,
+    cursor: int | None,
+    limit: int,
+    viewer: int | None,
+    drop: set[int] | None = None,
+    cache: PostCache | None = None,
 ) -> Page:
     """Up to `limit` visible posts from `source` (ids newest first, cursor = the last id
     read), skipping hidden ones and those by authors in `drop`. The next cursor is the
@@ -240,7 +265,7 @@ def filled_page(
     items: list[PostView] = []
     for _ in range(FILL_ROUNDS):
         ids, next_cursor = source(cursor, limit)
-        shown = {p.id: p for p in posts_by_id(view, ids, viewer) if not drop or p.author.id not in drop}
+        shown = {p.id: p for p in posts_by_id(view, ids, viewer, cache) if not drop or p.author.id not in drop}
         for post_id in ids:
             if post_id in shown:
                 items.append(shown[post_id])
@@ -252,12 +277,23 @@ def filled_page(
     return Page(items, cursor)
 
 
-def home_feed(view: ReadView, reader: int, cursor: int | None, limit: int) -> Page:
+def home_feed(
+    view: ReadView, reader: int, cursor: int | None, limit: int, cache: PostCache | None = None, naive: bool = False
+) -> Page:
     """The reader's home feed: posts of the accounts they follow, newest first, without
-    the accounts they muted (and anything visibility hides)."""
-    return filled_page(
-        view, lambda c, n: feed_page(view, reader, c, n), cursor, limit, reader, muted_by(view, reader)
-    )
+    the accounts they muted (and anything visibility hides). `naive`: the benchmark's
+    baseline read (fan-out on read). Page.rebuild: the timeline asks for a rebuild."""
+    read = naive_feed_page if naive else feed_page
+    rebuild = False
+
+    def source(c: int | None, n: int) -> tuple[list[int], int | None]:
+        nonlocal rebuild
+        found = read(view, reader, c, n)
+        rebuild = rebuild or found.rebuild
+        return found.ids, found.next_cursor
+
+    page = filled_page(view, source, cursor, limit, reader, muted_by(view, reader), cache)
+    return replace(page, rebuild=rebuild)
 
 
 def tag_feed(view: ReadView, tag: str, cursor: int | None, limit: int, viewer: int | None) -> Page:

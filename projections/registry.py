@@ -11,6 +11,7 @@ from projections.follow_requests import FollowRequests
 from projections.following import Following
 from projections.home_timeline import HomeTimeline
 from projections.likes import Likes
+from projections.post_changes import PostChanges
 from projections.posts import Posts
 from projections.posts_by_author import PostsByAuthor
 from projections.posts_by_tag import PostsByTag
@@ -25,6 +26,10 @@ class ProjectionSettings:
     timeline_max: int = 800
     backfill: int = 50
     trim_every: int = 16
+    celebrity_threshold: int = 10_000
+    celebrity_demote: int | None = None  # None: 90% of the threshold
+    pull_sources: int = 50
+    inactive_days: int = 30
 
 
 def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector]:
@@ -34,15 +39,24 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         Followers(),
         Following(),
         Posts(),
+        PostChanges(),
         PostsByAuthor(),
         PostsByTag(),
         Likes(),
         Comments(),
+        HomeTimeline(
+            timeline_max=settings.timeline_max,
+            backfill=settings.backfill,
+            trim_every=settings.trim_every,
+            celebrity_threshold=settings.celebrity_threshold,
+            celebrity_demote=settings.celebrity_demote,
+            pull_sources=settings.pull_sources,
+            inactive_days=settings.inactive_days,
+        ),
         FollowRequests(),
         Visibility(),
         Search(),
         Explore(),
-        HomeTimeline(timeline_max=settings.timeline_max, backfill=settings.backfill, trim_every=settings.trim_every),
     ]
 
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from api.settings import Settings
 
@@ -29,7 +30,9 @@ class Deployment:
     workers: list[subprocess.Popen] = field(default_factory=list)
 
     @staticmethod
-    def create(stack: dict[str, str], folder: Path) -> Deployment:
+    def create(stack: dict[str, str], folder: Path, overrides: dict[str, Any] | None = None) -> Deployment:
+        """overrides: more Settings fields (e.g. celebrity_threshold), given to the API's
+        settings and, as PHOTOSTREAM_* variables, to the workers."""
         name = uuid.uuid4().hex[:12]
         kafka = stack["PHOTOSTREAM_EVENT_STORE"].split("?")[0]
         cassandra = stack["PHOTOSTREAM_READ_STORE"].rsplit("/", 1)[0]
@@ -41,6 +44,7 @@ class Deployment:
             "PHOTOSTREAM_MEDIA_STORE": f"{s3}/t-{name}",
             "PHOTOSTREAM_SECRET_KEY": "test-secret",
             "PHOTOSTREAM_LOG_LEVEL": "warning",
+            **{f"PHOTOSTREAM_{k.upper()}": str(v) for k, v in (overrides or {}).items()},
         }
         settings = Settings(
             data_dir=folder / "data",
@@ -49,6 +53,7 @@ class Deployment:
             media_store=env["PHOTOSTREAM_MEDIA_STORE"],
             secret_key="test-secret",
             consistency_wait_seconds=20,
+            **(overrides or {}),
         )
         deployment = Deployment(settings, env, folder)
         deployment.migrate()

@@ -49,7 +49,7 @@ from domain.events import Recorded
 from media.store import parse_s3_url
 from projections import queries
 from projections.cassandra_store import CassandraReadStore
-from projections.home_timeline import feed_page
+from projections.home_timeline import FeedPage, feed_page
 from projections.posts_by_tag import tag_page
 from projections.registry import all_projectors
 from projections.sqlite_store import SqliteReadStore
@@ -241,7 +241,12 @@ def walk(fetch: Callable[[Any, int], Any], limit: int = 4) -> list[Any]:
     cursor = None
     while True:
         result = fetch(cursor, limit)
-        page, cursor = (result.items, result.next_cursor) if isinstance(result, queries.Page) else result
+        if isinstance(result, queries.Page):
+            page, cursor = result.items, result.next_cursor
+        elif isinstance(result, FeedPage):
+            page, cursor = result.ids, result.next_cursor
+        else:
+            page, cursor = result
         items += page
         if cursor is None:
             return items

@@ -27,7 +27,7 @@ from projections.accounts import ACCOUNT_BY_USERNAME, ACCOUNTS, Accounts
 from projections.comments import COMMENT_COUNTS, COMMENTS_BY_POST, Comments
 from projections.followers import FOLLOWERS, Followers
 from projections.following import FOLLOWING, Following
-from projections.home_timeline import HOME_TIMELINE, TIMELINE_FLOORS, HomeTimeline, feed_page
+from projections.home_timeline import HOME_TIMELINE, TIMELINE_STATE, HomeTimeline, feed_page
 from projections.likes import LIKES, Likes
 from projections.posts import POSTS, Posts
 from projections.posts_by_author import POST_COUNTS, POSTS_BY_AUTHOR, PostsByAuthor
@@ -130,7 +130,7 @@ def test_home_timeline_fans_out_backfills_and_removes(store: SqliteReadStore) ->
     feed(store, p, post(10, 1), post(11, 1), post(12, 1), Followed("2", "1", "100"))
     # backfill keeps the newest 2; the third is below the author's horizon: the floor rises
     assert [r["post_id"] for r in store.scan(HOME_TIMELINE, {"owner_id": 2})] == [12, 11]
-    assert rows(store, TIMELINE_FLOORS) == [{"owner_id": 2, "floor": 10}]
+    assert [(r["owner_id"], r["floor"]) for r in rows(store, TIMELINE_STATE) if r["floor"]] == [(2, 10)]
     feed(store, p, post(13, 1))
     assert [r["post_id"] for r in store.scan(HOME_TIMELINE, {"owner_id": 2})] == [13, 12, 11]
     feed(store, p, PostDeleted("12", "1"))
@@ -146,11 +146,11 @@ def test_home_timeline_trims_to_its_bound_and_the_feed_reads_past_it(store: Sqli
     for projector in (p, following, by_author):
         feed(store, projector, *[e for e in events if projector.handles(new_event(e, stream="s", actor=None))])
     assert [r["post_id"] for r in store.scan(HOME_TIMELINE, {"owner_id": 2})] == [15, 14, 13]
-    assert rows(store, TIMELINE_FLOORS) == [{"owner_id": 2, "floor": 12}]
-    ids, cursor = feed_page(store, 2, None, 4)
-    assert ids == [15, 14, 13, 12] and cursor == 12
-    ids, cursor = feed_page(store, 2, cursor, 4)
-    assert ids == [11, 10] and cursor is None
+    assert [(r["owner_id"], r["floor"]) for r in rows(store, TIMELINE_STATE) if r["floor"]] == [(2, 12)]
+    page = feed_page(store, 2, None, 4)
+    assert page.ids == [15, 14, 13, 12] and page.next_cursor == 12
+    page = feed_page(store, 2, page.next_cursor, 4)
+    assert page.ids == [11, 10] and page.next_cursor is None
 
 
 def test_a_projector_ignores_events_it_does_not_handle(store: SqliteReadStore) -> None:

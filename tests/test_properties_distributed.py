@@ -32,12 +32,16 @@ from tests.test_distributed import fold
 from tests.test_properties import HASHER, Actors, Model, check_against_model, play, script
 
 pytestmark = pytest.mark.distributed
-PROJECTORS = all_projectors()  # the worker runs the production settings
+PROJECTORS = all_projectors()  # for the projection names only
+# The worker runs thresholds small enough to reach with three accounts: promoted at two
+# followers, demoted at none, one pulled celebrity per reader, away after a day (the
+# script's clock moves by days), and the smallest timeline the settings allow.
+SMALL = {"celebrity_threshold": 2, "celebrity_hysteresis": 0.5, "celebrity_sources": 1, "inactive_days": 1, "timeline_max": 10}
 
 
 @pytest.fixture(scope="module")
 def live(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    deployed = Deployment.create(stack_env, tmp_path_factory.mktemp("live"))
+    deployed = Deployment.create(stack_env, tmp_path_factory.mktemp("live"), SMALL)
     deployed.start_worker()
     try:
         yield deployed

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,6 +39,7 @@ from domain.events import (
     PostDeleted,
     PostEdited,
     ProfileUpdated,
+    TimelineRebuildRequested,
     Unblocked,
     Unfollowed,
     Unliked,
@@ -46,7 +48,7 @@ from domain.events import (
 )
 from domain.ids import IdGenerator
 from projections.posts import POSTS
-from projections.home_timeline import TIMELINE_FLOORS
+from projections.home_timeline import FANOUT_AUTHORS, PULL_SOURCES, TIMELINE_STATE
 from projections.registry import ProjectionSettings, all_projectors, all_tables
 from projections.sqlite_store import SqliteReadStore
 from projections.store import (
@@ -81,7 +83,10 @@ COMPOSITE = Table(
     descending=True,
 )
 CONTRACT_TABLES = (KV, ASC, DESC, TEXT_CK, COMPOSITE)
-FOLD_SETTINGS = ProjectionSettings(timeline_max=6, backfill=4, trim_every=2)
+# Small enough that trims, celebrities (pulled, overflow, demoted) and dormant readers all occur.
+FOLD_SETTINGS = ProjectionSettings(
+    timeline_max=6, backfill=4, trim_every=2, celebrity_threshold=4, celebrity_demote=3, pull_sources=1, inactive_days=1
+)
 FOLD_TABLES = all_tables(all_projectors(FOLD_SETTINGS))
 
 
@@ -708,19 +713,20 @@ class History:
         ("update_profile", 8),
         ("follow", 18),
         ("unfollow", 5),
-        ("request_follow", 4),
+        ("request_follow", 5),
         ("approve_request", 3),
-        ("decline_request", 1.5),
-        ("cancel_request", 1.5),
-        ("block", 2),
-        ("unblock", 1.5),
-        ("mute", 2),
-        ("unmute", 1.5),
+        ("decline_request", 2.5),
+        ("cancel_request", 2.5),
+        ("block", 3),
+        ("unblock", 2.5),
+        ("mute", 2.5),
+        ("unmute", 2),
         ("create_post", 20),
         ("edit_post", 4),
         ("delete_post", 5),
         ("like", 15),
         ("unlike", 4),
+        ("request_timeline_rebuild", 3),
         ("comment", 11),
         ("delete_comment", 5),
     )
@@ -739,9 +745,12 @@ class History:
         self.mutes: set[tuple[str, str]] = set()  # (muter, muted)
         self.likes: set[tuple[str, str]] = set()
         self.comments: dict[str, str] = {}  # comment id -> post id
+        self.clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
     def emit(self, data: DomainEvent, stream: str, actor: str | None = None) -> None:
-        self.events.append(new_event(data, stream=stream, actor=actor))
+        # Hours pass between events, so some readers go quiet for days (inactive readers).
+        self.clock += timedelta(hours=self.rng.choice([0, 0, 1, 5]))
+        self.events.append(new_event(data, stream=stream, actor=actor, occurred_at=self.clock))
 
     def new_id(self) -> str:
         return str(self.ids.next_id())
@@ -842,6 +851,9 @@ class History:
             self.mutes.discard(pair)
             self.emit(Unmuted(*pair), f"mute-{pair[0]}-{pair[1]}", pair[0])
 
+    def request_timeline_rebuild(self, a: str) -> None:
+        self.emit(TimelineRebuildRequested(a), f"timeline-{a}", a)
+
     # ----- posts and engagement -----
 
     def create_post(self, a: str) -> None:
@@ -899,7 +911,7 @@ class History:
         return out
 
 
-def generate_history(seed: int, accounts: int = 12, steps: int = 400) -> list[Event]:
+def generate_history(seed: int, accounts: int = 12, steps: int = 450) -> list[Event]:
     history = History(seed)
     for _ in range(accounts):
         history.register()
@@ -922,7 +934,8 @@ def test_every_projector_folds_to_the_same_rows_in_both_stores(both: tuple[Sqlit
     for table in FOLD_TABLES:
         assert cassandra.dump(table) == sqlite.dump(table), table.name
     # The history must have exercised what it is meant to (trims, deletes, counts).
-    assert any(r["floor"] > 0 for r in sqlite.dump(TIMELINE_FLOORS)), "no timeline was ever trimmed"
+    assert any((r["floor"] or 0) > 0 for r in sqlite.dump(TIMELINE_STATE)), "no timeline was ever trimmed"
+    assert sqlite.dump(PULL_SOURCES) or any(r["celebrity"] for r in sqlite.dump(FANOUT_AUTHORS)), "no celebrity"
     assert {e.type for e in events} == set(EVENT_TYPES) - History.NOT_EMITTED, "every event type must occur"
     assert len(sqlite.dump(POSTS)) < sum(e.type == "PostCreated" for e in events), "some posts must be deleted"
     assert len(events) > 400

@@ -15,15 +15,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from domain.errors import BadRequest, Conflict, DomainError, InvalidInput, NotAllowed, NotAuthenticated, NotFound
 from media.images import CorruptImage, ImageTooLarge, MediaError, UnsupportedImage
 from media.store import MediaStoreUnavailable
+from projections.store import ReadStoreUnavailable
 from streams.event_store import ConcurrencyError, EventStoreUnavailable
+
+from observability.metrics import REQUEST_SECONDS
 
 from api.http import HttpError, JSONResponse
 from api.middleware import PhotostreamMiddleware
-from api.routes import accounts, discovery, feed, media, ops, posts, tags
+from api.live import start_live
+from api.openapi import install_openapi
+from api.ratelimit import RateLimiter
+from api.routes import accounts, discovery, feed, media, messages, notifications, ops, posts, stream, tags
 from api.settings import Settings
 from api.wiring import Backend, open_backend
 
 log = logging.getLogger("photostream.api")
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    REQUEST_SECONDS.observe(seconds, method=method, route=route, status=str(status))
 WEB_DIR = Path(__file__).parent / "web"
 
 DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
@@ -82,6 +92,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(EventStoreUnavailable, unavailable)
     app.add_exception_handler(MediaStoreUnavailable, unavailable)
+    app.add_exception_handler(ReadStoreUnavailable, unavailable)  # Cassandra down or timing out
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: say so in the log with the traceback (never the request body or headers).
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+        return _problem(500, "something went wrong on our side; it has been logged")
+
+    app.add_exception_handler(Exception, unexpected)
 
 
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
@@ -93,9 +111,11 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         if app.state.backend is None:
             app.state.backend = open_backend(settings)
         await app.state.backend.start()
+        app.state.live, close_live = await start_live(app.state.backend)
         try:
             yield
         finally:
+            await close_live()
             if owned:
                 await app.state.backend.close()
 
@@ -107,8 +127,11 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         lifespan=lifespan,
     )
     app.state.backend = backend
+    app.state.rate_limiter = RateLimiter(settings.rate_limits, settings.rate_limit_scale)
     install_error_handlers(app)
     for router in (accounts.router, media.router, posts.router, feed.router, tags.router, discovery.router, ops.router):
+        app.include_router(router)
+    for router in (notifications.router, messages.router, stream.router):
         app.include_router(router)
     if WEB_DIR.is_dir():
         app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
@@ -117,5 +140,6 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         async def index() -> FileResponse:
             return FileResponse(WEB_DIR / "index.html")
 
-    app.add_middleware(PhotostreamMiddleware, upload_limit=settings.max_upload_bytes)
+    app.add_middleware(PhotostreamMiddleware, upload_limit=settings.max_upload_bytes, observe=observe_request)
+    install_openapi(app)
     return app

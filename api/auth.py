@@ -1,4 +1,6 @@
-"""Bearer tokens: HMAC-SHA256 signed, with the account id and an expiry."""
+"""Bearer tokens: HMAC-SHA256 signed, with the account id, an expiry and the account's
+session generation (signing out everywhere raises the generation; api.http refuses tokens
+of an older one)."""
 from __future__ import annotations
 
 import base64
@@ -39,28 +41,50 @@ def _unb64(text: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class TokenClaims:
+    account_id: str
+    issued: int
+    expires: int
+    generation: int  # tokens signed before the generation was this are revoked
+
+
+@dataclass(frozen=True)
 class TokenSigner:
     secret: bytes
     ttl_seconds: int
 
-    def issue(self, account_id: str, now: float | None = None) -> str:
+    def issue(self, account_id: str, now: float | None = None, generation: int = 0) -> str:
         issued = int(now if now is not None else time.time())
-        payload = f"{account_id}.{issued}.{issued + self.ttl_seconds}".encode()
+        payload = f"{account_id}.{issued}.{issued + self.ttl_seconds}.{generation}".encode()
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
     def verify(self, token: str, now: float | None = None) -> str:
         """The account id in a valid, unexpired token; InvalidToken otherwise."""
+        return self.claims(token, now).account_id
+
+    def claims(self, token: str, now: float | None = None) -> TokenClaims:
+        """What a valid, unexpired token says; InvalidToken otherwise. The signature is
+        compared in constant time before anything in the payload is trusted."""
+        if len(token) > 512:
+            raise InvalidToken("malformed token")
         try:
             payload_part, signature_part = token.split(".")
             payload, signature = _unb64(payload_part), _unb64(signature_part)
-            account_id, _issued, expires = payload.decode("ascii").split(".")
         except (ValueError, UnicodeError) as exc:
             raise InvalidToken("malformed token") from exc
         if not hmac.compare_digest(signature, self._sign(payload)):
             raise InvalidToken("bad signature")
-        if int(expires) < (now if now is not None else time.time()):
+        try:
+            fields = payload.decode("ascii").split(".")
+            if len(fields) == 3:  # tokens issued before generations existed: generation 0
+                fields.append("0")
+            account_id, issued, expires, generation = fields
+            claims = TokenClaims(account_id, int(issued), int(expires), int(generation))
+        except (ValueError, UnicodeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        if claims.expires < (now if now is not None else time.time()):
             raise InvalidToken("token expired")
-        return account_id
+        return claims
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self.secret, payload, hashlib.sha256).digest()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from pydantic import ValidationError
 
 from api.settings import Settings
 from stack.cli import stack
+
+_TOKEN_RE = re.compile(r"([?&]token=)[^&\s\"]+")
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -24,12 +27,21 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    """Text lines by default; PHOTOSTREAM_LOG_FORMAT=json for one JSON object a line.
+    Either way every line carries the correlation id of the request it serves."""
+    import os
+
+    from observability.context import CorrelationFilter, JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CorrelationFilter())
+    if os.environ.get("PHOTOSTREAM_LOG_FORMAT", "text").lower() == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s]: %(message)s", datefmt="%H:%M:%S")
+        )
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -42,6 +54,16 @@ def main() -> None:
     media folder under ./data); set PHOTOSTREAM_EVENT_STORE, PHOTOSTREAM_READ_STORE and
     PHOTOSTREAM_MEDIA_STORE (see `photostream stack env`) for Kafka, Cassandra and MinIO.
     """
+
+
+class _RedactTokens(logging.Filter):
+    """uvicorn logs each WebSocket's path; /v1/stream?token=... must not put a bearer
+    token in the log (the web app sends it in the first frame instead)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(_TOKEN_RE.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 @main.command()
@@ -74,7 +96,12 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None) ->
         settings.read_store,
         _redact(settings.media_store),
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False)
+    logging.getLogger("uvicorn.error").addFilter(_RedactTokens())
+    # No per-message deflate on /v1/stream: its zlib state costs each idle connection
+    # tens of KiB, and the frames are small JSON.
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False, ws_per_message_deflate=False
+    )
 
 
 @main.command()
@@ -110,7 +137,13 @@ def seed(graph_path: Path, posts_per_account: int, max_accounts: int | None, pas
 @main.command()
 @click.option("--threads", default=None, type=click.IntRange(1, 256), help="Threads applying lane batches to Cassandra (default: one per projection; each batch runs its reads and writes as concurrent rounds).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Log verbosity.")
-def worker(threads: int | None, log_level: str | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve this worker's Prometheus metrics (writes per event = fan-out sizes, unknown events skipped) on http://127.0.0.1:PORT/metrics.",
+)
+def worker(threads: int | None, log_level: str | None, metrics_port: int | None) -> None:
     """Run the stream processors (a Faust worker) that project events into Cassandra.
 
     Distributed mode only: needs PHOTOSTREAM_EVENT_STORE=kafka://... and
@@ -132,11 +165,17 @@ def worker(threads: int | None, log_level: str | None) -> None:
     from projections.registry import all_projectors
     from streams.faust_app import KafkaTopology, create_app, create_lane_topics
 
+    from projections.versions import VersionedStore
+
     _migrate(settings)
+    if metrics_port is not None:
+        _serve_metrics(metrics_port)
     projectors = all_projectors(projection_settings(settings))
     topology = KafkaTopology.from_url(settings.event_store)
     asyncio.run(create_lane_topics(topology, projectors))
-    store = CassandraReadStore.from_url(settings.read_store)
+    # Writes go to each projection's active version (a rebuild switches it, see
+    # `photostream projections rebuild`).
+    store = VersionedStore(CassandraReadStore.from_url(settings.read_store), projectors)
     app = create_app(topology, projectors, store, datadir=str(settings.data_dir / "faust"), threads=threads)
     Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False).execute_from_commandline()
 
@@ -166,6 +205,97 @@ def _migrate(settings: Settings) -> str:
     return f"ready: {tables} read-model tables in {backend.settings.read_store}; event store {backend.settings.event_store}"
 
 
+@main.command()
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+def backup(destination: Path) -> None:
+    """Copy the embedded event log to DESTINATION, consistently, while it is in use.
+
+    The log is all there is to back up: the read models are rebuilt from it. Distributed,
+    back up the Kafka topic instead (docs/DURABILITY.md)."""
+    settings = load_settings()
+    _embedded_only(settings, "backup")
+    from streams.sqlite_event_store import sqlite_path
+
+    _sqlite_backup(sqlite_path(settings.event_store), destination)
+    click.echo(f"backed up {_event_count(destination)} events to {destination}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore(source: Path) -> None:
+    """Replace the embedded event log with a backup made by `photostream backup`, and
+    drop the read models so that the next `photostream serve` rebuilds them from it.
+    Stop the server first."""
+    settings = load_settings()
+    _embedded_only(settings, "restore")
+    from streams.sqlite_event_store import sqlite_path
+
+    count = _event_count(source)  # refuses what is not an event log
+    log_path, views_path = sqlite_path(settings.event_store), sqlite_path(settings.read_store)
+    for path in (views_path, log_path):
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+    _sqlite_backup(source, log_path)
+    click.echo(f"restored {count} events into {log_path}; the read models rebuild at the next start")
+
+
+def _embedded_only(settings: Settings, what: str) -> None:
+    if not settings.embedded:
+        raise click.UsageError(f"`photostream {what}` copies the embedded SQLite log; distributed, see docs/DURABILITY.md")
+
+
+def _sqlite_backup(source: Path, destination: Path) -> None:
+    """SQLite's online backup: a consistent copy even while the server writes."""
+    import sqlite3
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(destination)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def _event_count(path: Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{path} is not a photostream event log: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def _serve_metrics(port: int) -> None:
+    """A tiny HTTP server on a daemon thread: GET /metrics of this process's registry."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from observability.metrics import REGISTRY
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404)
+                return
+            body = REGISTRY.render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
 def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -174,3 +304,8 @@ def _redact(url: str) -> str:
 
 
 main.add_command(stack)
+
+from api.ops_cli import events, projections  # noqa: E402 - they use load_settings above
+
+main.add_command(events)
+main.add_command(projections)

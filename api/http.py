@@ -3,15 +3,22 @@ pagination, the command answer with its consistency token, and error bodies."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Header, Query, Request, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from commands.context import Actor, Done
+from domain.aggregates import account_stream, fold_account
+from domain.events import format_time
 from domain.ids import parse_id
 from projections.queries import AccountView, account_by_id
+from projections.sessions import session_generation
 from streams.event_store import ConsistencyToken
+
+from observability.context import CORRELATION_ID
 
 from api.auth import InvalidToken
 from api.wiring import Backend
@@ -19,10 +26,9 @@ from api.wiring import Backend
 TOKEN_HEADER = "X-Consistency-Token"
 
 
-class JSONResponse(Response):
-    """JSON rendered by orjson (fast, and it knows dataclasses and datetimes)."""
-
-    media_type = "application/json"
+class JSONResponse(StarletteJSONResponse):
+    """JSON rendered by orjson (fast, and it knows dataclasses and datetimes). A
+    JSONResponse subclass, so FastAPI documents each route's response_model."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
@@ -53,14 +59,25 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def optional_account(request: Request, backend: BackendDep) -> str | None:
+async def optional_account(request: Request, backend: BackendDep) -> str | None:
+    """The account a valid bearer token names, None without one, 401 for a bad one. Every
+    request checks the token's session generation against the `sessions` read model, so
+    a token revoked by signing out everywhere stops working as soon as that is projected
+    (the sign-out answers only after it is)."""
     token = _bearer(request)
     if token is None:
         return None
     try:
-        return backend.signer.verify(token)
+        claims = backend.signer.claims(token)
     except InvalidToken as exc:
         raise HttpError(401, f"the bearer token is not valid ({exc}); sign in again", {"WWW-Authenticate": "Bearer"}) from exc
+    try:
+        account_id = int(claims.account_id)
+    except ValueError as exc:
+        raise HttpError(401, "the bearer token is not valid (malformed token); sign in again", {"WWW-Authenticate": "Bearer"}) from exc
+    if claims.generation < await backend.query(session_generation, account_id):
+        raise HttpError(401, "this session was signed out; sign in again", {"WWW-Authenticate": "Bearer"})
+    return claims.account_id
 
 
 def current_account(account_id: Annotated[str | None, Depends(optional_account)]) -> str:
@@ -70,7 +87,7 @@ def current_account(account_id: Annotated[str | None, Depends(optional_account)]
 
 
 def actor(request: Request, account_id: Annotated[str, Depends(current_account)]) -> Actor:
-    return Actor(account_id, request.headers.get("x-correlation-id") or None)
+    return Actor(account_id, CORRELATION_ID.get() or request.headers.get("x-correlation-id") or None)
 
 
 async def consistent(
@@ -164,8 +181,25 @@ async def fresh_account(backend: Backend, account_id: str) -> AccountView:
         await backend.wait_for(ConsistencyToken.at_head(await backend.events.head()), backend.settings.consistency_wait_seconds)
         found = await backend.query(account_by_id, int(account_id))
     if found is None:
+        # Still not projected (a worker far behind or paused). This often answers a
+        # command that is already in the log: a 503 would invite a retry that repeats it
+        # (a second post). So answer from the write side; the counts are not known there.
+        found = await _account_from_log(backend, account_id)
+    if found is None:
         raise HttpError(503, "your account is still being set up; try again in a moment", {"Retry-After": "1"})
     return found
+
+
+async def _account_from_log(backend: Backend, account_id: str) -> AccountView | None:
+    recorded = await backend.events.read_stream(account_stream(account_id))
+    account = fold_account(r.event.data for r in recorded)
+    if account is None:
+        return None
+    avatar = dataclasses.asdict(account.avatar) if account.avatar else None
+    return AccountView(
+        int(account_id), account.username, account.display_name, account.bio, avatar, account.private,
+        0, 0, 0, format_time(recorded[0].event.occurred_at),
+    )
 
 
 async def command_answer(backend: Backend, done: Done, body: Any, status: int = 200) -> Response:

@@ -1,5 +1,6 @@
-"""Pure ASGI middleware: request body limits, the X-Consistency header, session
-consistency tokens, request metrics.
+"""Pure ASGI middleware: request body limits, security headers, the X-Consistency
+header, session consistency tokens, request metrics, the correlation id
+(X-Correlation-Id in, or a new one; echoed on the response).
 
 A command answers with the token of its own events. When the request carried a token
 too, the answer's token is the merge of both (per partition, the later position), so a
@@ -13,10 +14,12 @@ before it is read into memory or spooled to disk.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any, Awaitable, Callable
 
 import orjson
 
+from observability.context import CORRELATION_ID
 from streams.event_store import ConsistencyToken
 
 Scope = dict[str, Any]
@@ -27,6 +30,36 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_BODY_LIMIT = 64 * 1024
 MAX_TOKEN_LENGTH = 512  # a token names each partition once: far below this
+
+# The web app's policy: its own scripts, styles and API only; photos may come from the
+# media store's own origin (S3/MinIO URLs) too; never framed (clickjacking); no plugins.
+# index.html carries the same policy in a <meta> tag, which cannot say frame-ancestors.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: http: https:; "
+    "connect-src 'self'; font-src 'self'; media-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+# API answers may be private (a feed, a private account's posts): no shared cache keeps them.
+NO_STORE = (b"cache-control", b"no-store")
+
+
+def _with_security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    present = {name.lower() for name, _ in headers}
+    added = [h for h in SECURITY_HEADERS if h[0] not in present]
+    if scope.get("scheme") == "https" and HSTS[0] not in present:
+        added.append(HSTS)
+    if scope["path"].startswith("/v1/") and NO_STORE[0] not in present:
+        added.append(NO_STORE)
+    return [*headers, *added]
 
 
 class BodyTooLarge(Exception):
@@ -77,13 +110,21 @@ class PhotostreamMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status_seen = message["status"]
+                headers = _with_security_headers(scope, list(message.get("headers", [])))
                 state = scope.get("state") or {}
+                extra = [(b"x-correlation-id", correlation.encode("latin-1"))]
                 if state.get("consistency_stale"):
-                    message = {**message, "headers": [*message.get("headers", []), (b"x-consistency", b"stale")]}
+                    extra.append((b"x-consistency", b"stale"))
+                headers += extra
                 if sent:
-                    message = {**message, "headers": _merge_token(message.get("headers", []), sent)}
+                    headers = _merge_token(headers, sent)
+                message = {**message, "headers": headers}
             await send(message)
 
+        # The correlation id follows the request into its log lines and its events.
+        given = headers.get(b"x-correlation-id", b"").decode("latin-1").strip()
+        correlation = given if given and len(given) <= 128 and given.isprintable() else str(uuid.uuid4())
+        reset = CORRELATION_ID.set(correlation)
         try:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLarge:
@@ -91,6 +132,7 @@ class PhotostreamMiddleware:
                 await _too_large(send, limit)
                 status_seen = 413
         finally:
+            CORRELATION_ID.reset(reset)
             if self.observe is not None:
                 route = scope.get("route")
                 path = getattr(route, "path", None) or "unmatched"
@@ -131,7 +173,7 @@ async def _answer(send: Send, status: int, detail: str) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+            "headers": [*SECURITY_HEADERS, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -68,7 +68,7 @@ def new_post_json(e: PostCreated, author: AccountView, created_at: str) -> dict[
         "caption": e.caption,
         "media": [media_ref_json(m) for m in e.media],
         "tags": list(e.tags),
-        "mentions": list(e.mentions),
+        "mentions": list(parse_mentions(e.caption)),
         "created_at": created_at,
         "edited_at": None,
         "like_count": 0,

@@ -168,7 +168,11 @@ class LikeState(BaseModel):
 
 
 class Problem(BaseModel):
+    """Every error answer: a sentence (or FastAPI's list of field errors for a 422), and
+    the field at fault where there is one."""
+
     detail: str | list[dict[str, object]]
+    field: str | None = None
 
 
 class Health(BaseModel):
@@ -183,7 +187,70 @@ class ProjectionState(BaseModel):
     lag_events: int
     lag_seconds: float | None
     status: str
+    building: int | None = None
 
 
 class Projections(BaseModel):
     items: list[ProjectionState]
+
+
+# ----- notifications and direct messages (issue 6) ------------------------------------
+
+
+class NewMessage(Strict):
+    to: str = Field(max_length=64, description="the recipient's username")
+    text: str = Field("", max_length=10_000)
+    media_ids: list[str] = Field([], max_length=10)
+
+
+class ReadMark(Strict):
+    up_to: str | None = Field(None, max_length=20, pattern=r"^[0-9]+$", description="an id; default: everything so far")
+
+
+class PostSummary(BaseModel):
+    id: str
+    caption: str
+    thumb_url: str | None
+
+
+class CommentSummary(BaseModel):
+    id: str
+    text: str
+
+
+class Notification(BaseModel):
+    id: str
+    kind: str
+    actors: list[Account]
+    actors_count: int
+    post: PostSummary | None
+    comment: CommentSummary | None
+    activity_id: str
+    created_at: str
+    read: bool
+
+
+class UnreadCounts(BaseModel):
+    notifications: int
+    messages: int
+
+
+class ReadState(BaseModel):
+    up_to: str
+
+
+class Message(BaseModel):
+    id: str
+    conversation_id: str
+    sender_id: str
+    text: str
+    media: list[Media]
+    created_at: str
+
+
+class Conversation(BaseModel):
+    id: str
+    with_: Account | None = Field(alias="with")
+    last_message: Message | None = None
+    unread_count: int
+    read_up_to: str | None

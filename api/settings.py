@@ -30,9 +30,19 @@ class Settings(BaseSettings):
     token_ttl_days: int = Field(30, ge=1, le=365)
     max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
     max_upload_pixels: int = Field(50_000_000, ge=1)
+    notification_group_hours: float = Field(12, gt=0, le=24 * 365, description="likes of a post within this window are one notification")
+    stream_heartbeat_seconds: float = Field(20, gt=0, le=300, description="how often /v1/stream sends a heartbeat")
+    stream_queue_max: int = Field(256, ge=1, le=100_000, description="frames a slow /v1/stream client may lag by before it is dropped")
     consistency_wait_seconds: float = Field(5.0, ge=0, le=60)
     worker_id: int | None = Field(None, ge=0, le=1023, description="snowflake worker bits; random when unset")
     log_level: str = Field("info")
+    # Token buckets per action: "<burst>/<seconds>" = at most <burst> at once, refilled at
+    # <burst> per <seconds>; one limit per account and one per client address
+    # (api/ratelimit.py). PHOTOSTREAM_RATE_LIMITS='{"sign_in": {"address": "5/60"}}'
+    # overrides single entries; "0/1" switches one off.
+    rate_limits: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Multiplies every burst (tests that sign up many accounts from one address set it).
+    rate_limit_scale: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _defaults_from_data_dir(self) -> Settings:

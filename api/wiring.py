@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from commands.context import Argon2Hasher, CommandContext, PasswordHasher
 from domain.events import parse_time, utc_now
@@ -15,13 +15,17 @@ from projections.post_cache import PostCache
 from projections.projector import Projector
 from projections.registry import ProjectionSettings, all_projectors
 from projections.store import ReadStore
+from projections.versions import VersionedStore
 from streams.event_store import ConsistencyToken, EventStore
 from streams.lanes import lane_name
+
+from observability.metrics import EVENTS_APPENDED
 
 from api.auth import TokenSigner, load_or_create_secret
 from api.settings import Settings
 
 log = logging.getLogger("photostream")
+events_log = logging.getLogger("photostream.events")
 CHECKPOINT_TTL = 0.002
 T = TypeVar("T")
 
@@ -33,7 +37,10 @@ class ProjectionProgress:
     position: int  # events applied
     lag_events: int
     lag_seconds: float | None  # age of the oldest applied-up-to event while behind
-    status: str  # live | catching up | stopped
+    status: str  # live | catching up | stopped | rebuilding | switching
+    building: int | None = None  # the version a rebuild is building beside this one
+    # partition -> (applied up to, lag in events): for /metrics and `projections status`
+    partitions: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,16 +84,13 @@ class Backend:
         self._rebuilds_asked[reader] = now
         return True
 
-    def reached(self, token: ConsistencyToken) -> bool:
-        """Whether every projection has applied everything up to the token."""
+    def reached(self, token: ConsistencyToken, projections: Iterable[str] | None = None) -> bool:
+        """Whether every projection (or the named ones) has applied everything up to the token."""
         done = self._checkpoint_snapshot()
         if not self.projectors:
             return True
-        names = (
-            [p.name for p in self.projectors]
-            if self.lanes is None
-            else [lane_name(p.name, lane) for p in self.projectors for lane in range(self.lanes)]
-        )
+        chosen = [p.name for p in self.projectors] if projections is None else list(projections)
+        names = chosen if self.lanes is None else [lane_name(n, lane) for n in chosen for lane in range(self.lanes)]
         return all(done.get((name, partition), -1) >= position for name in names for partition, position in token.positions.items())
 
     def _checkpoint_names(self, projection: str) -> list[str]:
@@ -99,18 +103,22 @@ class Backend:
         done = {(c.projection, c.partition): c for c in checkpoints}
         now = utc_now()
         report = []
+        states = await self.query(lambda views: views.states(fresh=True)) if hasattr(self.views, "states") else {}
         for projector in self.projectors:
             applied = lag = 0
             oldest: str | None = None
+            per_partition: dict[int, tuple[int, int]] = {}
             for partition, last in head.items():
                 marks = [done.get((name, partition)) for name in self._checkpoint_names(projector.name)]
                 reached = min((m.position if m else -1) for m in marks)
                 if self.lanes is None:  # embedded positions count from 1
+                    behind = max(last - max(reached, 0), 0)
                     applied += max(reached, 0)
-                    lag += max(last - max(reached, 0), 0)
                 else:  # Kafka offsets count from 0
+                    behind = max(last - reached, 0)
                     applied += reached + 1
-                    lag += max(last - reached, 0)
+                lag += behind
+                per_partition[partition] = (reached, behind)
                 times = [m.event_time for m in marks if m is not None and m.event_time]
                 if times and (oldest is None or min(times) < oldest):
                     oldest = min(times)
@@ -118,14 +126,20 @@ class Backend:
             if lag:
                 seconds = (now - parse_time(oldest)).total_seconds() if oldest else float("nan")
             stopped = self.runner is not None and self.runner.error is not None
+            version = states.get(projector.name)
+            status = "stopped" if stopped else ("live" if lag == 0 else "catching up")
+            if version is not None and version.state != "live" and not stopped:
+                status = "switching" if version.state == "switching" else "rebuilding"
             report.append(
                 ProjectionProgress(
                     name=projector.name,
-                    version=projector.version,
+                    version=version.active if version is not None else 1,
                     position=applied,
                     lag_events=lag,
                     lag_seconds=round(max(seconds, 0.0), 3) if seconds == seconds else None,
-                    status="stopped" if stopped else ("live" if lag == 0 else "catching up"),
+                    status=status,
+                    building=version.building if version is not None else None,
+                    partitions=per_partition,
                 )
             )
         return report
@@ -138,12 +152,12 @@ class Backend:
             self._checkpoints = (now, snapshot)
         return snapshot
 
-    async def wait_for(self, token: ConsistencyToken, timeout: float) -> bool:
+    async def wait_for(self, token: ConsistencyToken, timeout: float, projections: Iterable[str] | None = None) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.001
         while True:
-            if await self.query(lambda _views: self.reached(token)):
+            if await self.query(lambda _views: self.reached(token, projections)):
                 return True
             if loop.time() >= deadline:
                 return False
@@ -180,7 +194,7 @@ def open_backend(
     events, views, runner, threaded = _open_stores(settings, projectors, run_projections, bulk)
     media = open_media_store(settings.media_store)
     commands = CommandContext(
-        events=events,
+        events=CountingEvents(events),
         ids=IdGenerator(settings.worker_id),
         hasher=hasher or Argon2Hasher(),
         media=media,
@@ -205,6 +219,33 @@ def open_backend(
     )
 
 
+class CountingEvents:
+    """The event store as commands see it: each append is counted by event type
+    (photostream_events_appended_total) and logged with its correlation id."""
+
+    def __init__(self, inner: EventStore) -> None:
+        self.inner = inner
+
+    async def append(self, stream: str, events: Any, **kwargs: Any) -> Any:
+        result = await self.inner.append(stream, events, **kwargs)
+        for event in events:
+            EVENTS_APPENDED.inc(type=event.type)
+        events_log.info(
+            "appended %s to %s",
+            ", ".join(e.type for e in events),
+            stream,
+            extra={
+                "correlation_id": events[0].correlation_id,
+                "event_ids": [e.event_id for e in events],
+                "positions": [list(p) for p in result.positions],
+            },
+        )
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def projection_settings(settings: Settings) -> ProjectionSettings:
     return ProjectionSettings(
         timeline_max=settings.timeline_max,
@@ -212,6 +253,7 @@ def projection_settings(settings: Settings) -> ProjectionSettings:
         celebrity_demote=round(settings.celebrity_threshold * (1 - settings.celebrity_hysteresis)),
         pull_sources=settings.celebrity_sources,
         inactive_days=settings.inactive_days,
+        notification_group_hours=settings.notification_group_hours,
     )
 
 
@@ -228,16 +270,19 @@ def _open_stores(settings: Settings, projectors: list[Projector], run_projection
         from streams.sqlite_event_store import SqliteEventStore
 
         events = SqliteEventStore.from_url(settings.event_store, durable=not bulk)
-        views = SqliteReadStore.from_url(settings.read_store)
+        store = SqliteReadStore.from_url(settings.read_store)
+        views = VersionedStore(store, projectors)
         views.ensure_tables(t for p in projectors for t in p.tables)
-        runner = EmbeddedRunner(events, views, projectors) if run_projections else None
+        # The runner has its own view of the registry, reloaded inside each of its
+        # transactions (never from a query thread's stale read).
+        runner = EmbeddedRunner(events, VersionedStore(store, projectors, ttl=None), projectors) if run_projections else None
         return events, views, runner, False
     if settings.event_store.startswith("kafka:") and settings.read_store.startswith("cassandra:"):
         from projections.cassandra_store import CassandraReadStore
         from streams.kafka_event_store import KafkaEventStore
 
         kafka_events = KafkaEventStore.from_urls(settings.event_store, settings.read_store)
-        cassandra_views = CassandraReadStore.from_url(settings.read_store)
+        cassandra_views = VersionedStore(CassandraReadStore.from_url(settings.read_store), projectors)
         cassandra_views.ensure_tables(t for p in projectors for t in p.tables)
         return kafka_events, cassandra_views, None, True
     raise ValueError(

@@ -8,7 +8,7 @@ from commands.context import Actor, CommandContext, Done, retry_on_conflict
 from domain import rules
 from domain.aggregates import Account, account_stream, fold_account, fold_media, media_stream
 from domain.errors import Conflict, NotAuthenticated, NotFound
-from domain.events import AccountRegistered, MediaRef, ProfileUpdated
+from domain.events import AccountRegistered, MediaRef, ProfileUpdated, SessionsRevoked
 from streams.event_store import UniqueClaim, UniqueViolation
 
 USERNAMES = "username"
@@ -38,8 +38,8 @@ async def register_account(
     return Done(done.token, account_id, done.events)
 
 
-async def authenticate(ctx: CommandContext, username: str, password: str) -> str:
-    """The account id for these credentials, or NotAuthenticated (same answer and about
+async def authenticate(ctx: CommandContext, username: str, password: str) -> Account:
+    """The account for these credentials, or NotAuthenticated (same answer and about
     the same time whether the username or the password was wrong)."""
     try:
         name = rules.normalize_username(username)
@@ -53,7 +53,26 @@ async def authenticate(ctx: CommandContext, username: str, password: str) -> str
     ok = await asyncio.to_thread(ctx.hasher.verify, password_hash, password)
     if not ok or account is None:
         raise NotAuthenticated("wrong username or password")
-    return account.account_id
+    return account
+
+
+async def sign_out_everywhere(ctx: CommandContext, actor: Actor) -> Done:
+    """Revoke every token issued so far: raise the account's session generation. The
+    value is the new generation (tokens issued after this carry it)."""
+    assert actor.account_id is not None
+    account_id = actor.account_id
+
+    async def decide() -> Done:
+        account, version = await ctx.load(account_stream(account_id), fold_account)
+        if account is None:
+            raise NotFound("account does not exist")
+        generation = account.session_generation + 1
+        done = await ctx.append(
+            account_stream(account_id), [SessionsRevoked(account_id, generation)], actor, expected_version=version
+        )
+        return Done(done.token, generation, done.events)
+
+    return await retry_on_conflict(decide)
 
 
 @dataclass(frozen=True)

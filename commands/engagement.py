@@ -14,6 +14,7 @@ from domain.aggregates import (
 from domain.aggregates import Post
 from domain.errors import NotFound
 from domain.events import CommentAdded, CommentDeleted, Liked, Unliked
+from commands.posts import resolve_mentions
 from commands.social import ensure_not_blocked, may_see_posts_of
 
 
@@ -72,8 +73,9 @@ async def add_comment(ctx: CommandContext, actor: Actor, post_id: str, text: str
     account_id = actor.account_id or ""
     text = rules.check_comment(text)
     post = await _post_to_engage_with(ctx, account_id, post_id)
+    mentions = await resolve_mentions(ctx, rules.parse_mentions(text))
     comment_id = ctx.new_id()
-    event = CommentAdded(comment_id, post_id, account_id, post.author_id, text)
+    event = CommentAdded(comment_id, post_id, account_id, post.author_id, text, mentions)
     done = await ctx.append(comment_stream(comment_id), [event], actor, expected_version=0)
     return Done(done.token, event, done.events)
 

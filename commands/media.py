@@ -8,7 +8,7 @@ from commands.context import Actor, CommandContext, Done
 from domain.aggregates import media_stream
 from domain.events import ImageVariant, MediaRef, MediaStored
 from media.images import process_image
-from media.store import media_key
+from media.store import media_key, new_capability
 
 
 async def store_media(ctx: CommandContext, actor: Actor, data: bytes) -> Done:
@@ -19,9 +19,10 @@ async def store_media(ctx: CommandContext, actor: Actor, data: bytes) -> Done:
         process_image, data, max_bytes=ctx.max_upload_bytes, max_pixels=ctx.max_upload_pixels
     )
     media_id = ctx.new_id()
+    capability = new_capability()  # media URLs are capabilities: never derivable from the id
     variants: dict[str, ImageVariant] = {}
     for name, image in processed.variants.items():
-        variants[name] = ImageVariant(media_key(media_id, image), image.content_type, image.width, image.height)
+        variants[name] = ImageVariant(media_key(media_id, image, capability), image.content_type, image.width, image.height)
     await asyncio.gather(
         *(
             ctx.media.put(variants[name].key, image.data, image.content_type)

@@ -3,11 +3,21 @@ from __future__ import annotations
 
 import asyncio
 
+from commands.accounts import USERNAMES
 from commands.context import Actor, CommandContext, Done, retry_on_conflict
 from domain import rules
 from domain.aggregates import fold_media, fold_post, media_stream, post_stream
 from domain.errors import NotFound
 from domain.events import MediaRef, PostCreated, PostDeleted, PostEdited
+
+
+async def resolve_mentions(ctx: CommandContext, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The account ids of the @usernames that name an account, in order, through the
+    write side's username claims (never a read model): an event records whom it
+    mentioned when it happened, so a later rename or sign-up changes nothing."""
+    candidates = [n for n in (rules.mentionable(name) for name in names) if n is not None]
+    owners = await asyncio.gather(*(ctx.events.lookup_unique(USERNAMES, n) for n in candidates))
+    return tuple(dict.fromkeys(o for o in owners if o is not None))
 
 
 async def create_post(ctx: CommandContext, actor: Actor, caption: str, media_ids: list[str]) -> Done:
@@ -21,14 +31,15 @@ async def create_post(ctx: CommandContext, actor: Actor, caption: str, media_ids
         assert media is not None
         refs.append(media.ref)
     post_id = ctx.new_id()
-    event = PostCreated(post_id, actor.account_id, caption, tuple(refs), tags, mentions)
+    event = PostCreated(post_id, actor.account_id, caption, tuple(refs), tags, await resolve_mentions(ctx, mentions))
     done = await ctx.append(post_stream(post_id), [event], actor, expected_version=0)
     return Done(done.token, event, done.events)
 
 
 async def edit_post(ctx: CommandContext, actor: Actor, post_id: str, caption: str) -> Done:
     assert actor.account_id is not None
-    caption, tags, mentions = rules.check_caption(caption)
+    caption, tags, names = rules.check_caption(caption)
+    mentions = await resolve_mentions(ctx, names)
 
     async def decide() -> Done:
         post, version = await ctx.load(post_stream(post_id), fold_post)

@@ -27,6 +27,7 @@ from domain.events import (
     PostDeleted,
     PostEdited,
     ProfileUpdated,
+    SessionsRevoked,
     Unfollowed,
     Unliked,
 )
@@ -68,6 +69,18 @@ def timeline_stream(reader_id: str) -> str:
     return f"timeline-{reader_id}"
 
 
+def message_stream(message_id: str) -> str:
+    return f"message-{message_id}"
+
+
+def conversation_read_stream(conversation_id: str, reader_id: str) -> str:
+    return f"read-{conversation_id}-{reader_id}"
+
+
+def notifications_read_stream(account_id: str) -> str:
+    return f"notifications-{account_id}"
+
+
 @dataclass(frozen=True)
 class Account:
     account_id: str
@@ -77,6 +90,7 @@ class Account:
     avatar: MediaRef | None
     private: bool
     password_hash: str
+    session_generation: int = 0  # raised by SessionsRevoked; tokens carry the one they were issued in
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,8 @@ def fold_account(events: Iterable[DomainEvent]) -> Account | None:
             state = replace(
                 state, display_name=e.display_name, bio=e.bio, avatar=e.avatar, private=e.private
             )
+        elif isinstance(e, SessionsRevoked) and state is not None:
+            state = replace(state, session_generation=e.generation)
     return state
 
 

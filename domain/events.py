@@ -84,6 +84,16 @@ class ProfileUpdated(DomainEvent):
     private: bool
 
 
+@dataclass(frozen=True)
+class SessionsRevoked(DomainEvent):
+    """The account signed out everywhere: every token of an older session generation is
+    refused from now on. Carries the new generation (absolute), so replays are harmless."""
+
+    TYPE: ClassVar[str] = "SessionsRevoked"
+    account_id: str
+    generation: int
+
+
 # ----- media and posts ---------------------------------------------------------------
 
 
@@ -97,23 +107,30 @@ class MediaStored(DomainEvent):
 
 @dataclass(frozen=True)
 class PostCreated(DomainEvent):
+    """v2: `mentions` are the account ids the caption's @usernames resolved to when the
+    post was made (v1 carried the unresolved usernames; the caption still has them)."""
+
     TYPE: ClassVar[str] = "PostCreated"
+    VERSION: ClassVar[int] = 2
     post_id: str
     author_id: str
     caption: str
     media: tuple[MediaRef, ...]
     tags: tuple[str, ...]
-    mentions: tuple[str, ...]
+    mentions: tuple[str, ...]  # account ids
 
 
 @dataclass(frozen=True)
 class PostEdited(DomainEvent):
+    """v2: `mentions` are account ids, as in PostCreated v2."""
+
     TYPE: ClassVar[str] = "PostEdited"
+    VERSION: ClassVar[int] = 2
     post_id: str
     author_id: str
     caption: str
     tags: tuple[str, ...]
-    mentions: tuple[str, ...]
+    mentions: tuple[str, ...]  # account ids
 
 
 @dataclass(frozen=True)
@@ -237,12 +254,16 @@ class Unliked(DomainEvent):
 
 @dataclass(frozen=True)
 class CommentAdded(DomainEvent):
+    """v2 adds `mentions`: the account ids the text's @usernames resolved to."""
+
     TYPE: ClassVar[str] = "CommentAdded"
+    VERSION: ClassVar[int] = 2
     comment_id: str
     post_id: str
     author_id: str
     post_author_id: str
     text: str
+    mentions: tuple[str, ...] = ()  # account ids
 
 
 @dataclass(frozen=True)
@@ -253,11 +274,45 @@ class CommentDeleted(DomainEvent):
     author_id: str
 
 
+# ----- notifications and direct messages ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotificationsRead(DomainEvent):
+    """The account has seen its notifications up to (and including) activity id up_to."""
+
+    TYPE: ClassVar[str] = "NotificationsRead"
+    account_id: str
+    up_to: str
+
+
+@dataclass(frozen=True)
+class MessageSent(DomainEvent):
+    TYPE: ClassVar[str] = "MessageSent"
+    message_id: str  # time-sortable: orders a conversation newest first
+    conversation_id: str  # "<lower account id>-<higher account id>": one per pair
+    sender_id: str
+    recipient_id: str
+    text: str
+    media: tuple[MediaRef, ...]
+
+
+@dataclass(frozen=True)
+class ConversationRead(DomainEvent):
+    """reader_id has read the conversation up to (and including) message id up_to."""
+
+    TYPE: ClassVar[str] = "ConversationRead"
+    conversation_id: str
+    reader_id: str
+    up_to: str
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.TYPE: cls
     for cls in (
         AccountRegistered,
         ProfileUpdated,
+        SessionsRevoked,
         MediaStored,
         PostCreated,
         PostEdited,
@@ -276,11 +331,25 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         Unliked,
         CommentAdded,
         CommentDeleted,
+        NotificationsRead,
+        MessageSent,
+        ConversationRead,
     )
 }
 
 # (type, version) -> function lifting that version's data dict to version + 1.
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _mentions_resolved_to_nobody(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 posts carried unresolved @usernames, and v1 comments none. Nobody was notified
+    of them then, and resolving a name now could name a different account: no ids."""
+    return {**data, "mentions": []}
+
+
+UPCASTERS[("PostCreated", 1)] = _mentions_resolved_to_nobody
+UPCASTERS[("PostEdited", 1)] = _mentions_resolved_to_nobody
+UPCASTERS[("CommentAdded", 1)] = _mentions_resolved_to_nobody
 
 
 # ----- the envelope ------------------------------------------------------------------

@@ -15,11 +15,17 @@ TAGS_MAX = 30
 TAG_MAX_LENGTH = 100
 COMMENT_MAX = 2200
 MEDIA_PER_POST_MAX = 10
+MENTIONS_MAX = 20  # distinct @mentions a caption or comment may hold (each may notify)
+MESSAGE_MAX = 2000
+MEDIA_PER_MESSAGE_MAX = 4
 
 # A hashtag is '#' then Unicode letters (with their combining marks, so Devanagari or
 # Thai words stay whole), digits or '_', not glued to a preceding word.
 TAG_START_RE = re.compile(r"(?<![\w&])#(?=\w)", re.UNICODE)
-MENTION_RE = re.compile(r"(?<![\w@.])@([A-Za-z0-9._]{1,30})(?![A-Za-z0-9_])")
+# A mention is '@' then Unicode letters, digits, '_' and inner '.', not glued to a
+# preceding word (so e-mail addresses are not mentions). Names that cannot be usernames
+# (too long, or letters outside a-z) are kept as text and resolve to nobody.
+MENTION_RE = re.compile(r"(?<![\w@.])@([\w.]+)", re.UNICODE)
 
 
 def normalize_username(raw: str) -> str:
@@ -78,11 +84,26 @@ def _is_tag_char(ch: str) -> bool:
 
 
 def parse_mentions(text: str) -> tuple[str, ...]:
-    """Distinct @usernames in order of first appearance, lower case."""
+    """Distinct @usernames in order of first appearance, NFC lower case (a sentence's
+    full stop after a name is not part of it)."""
     seen: dict[str, None] = {}
     for match in MENTION_RE.finditer(text):
-        seen.setdefault(match.group(1).lower(), None)
+        name = normalize_tag(match.group(1).rstrip("."))
+        if name and len(name) <= TAG_MAX_LENGTH:
+            seen.setdefault(name, None)
     return tuple(seen)
+
+
+def mentionable(name: str) -> str | None:
+    """The username a parsed mention can name, or None when no account can have it."""
+    return name if USERNAME_RE.fullmatch(name) else None
+
+
+def _check_mention_count(mentions: tuple[str, ...], field: str, what: str) -> None:
+    if len(mentions) > MENTIONS_MAX:
+        raise InvalidInput(
+            f"{what} mentions {len(mentions)} people; at most {MENTIONS_MAX} are allowed", field=field
+        )
 
 
 def check_caption(caption: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
@@ -98,7 +119,9 @@ def check_caption(caption: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         raise InvalidInput(
             f"caption has {len(tags)} hashtags; at most {TAGS_MAX} are allowed", field="caption"
         )
-    return caption, tags, parse_mentions(caption)
+    mentions = parse_mentions(caption)
+    _check_mention_count(mentions, "caption", "caption")
+    return caption, tags, mentions
 
 
 def check_comment(text: str) -> str:
@@ -109,7 +132,45 @@ def check_comment(text: str) -> str:
         raise InvalidInput(
             f"comment is {len(text)} characters; at most {COMMENT_MAX} are allowed", field="text"
         )
+    _check_mention_count(parse_mentions(text), "text", "comment")
     return text
+
+
+def check_message(text: str, media_ids: list[str]) -> str:
+    """A direct message: text, photos, or both; never nothing."""
+    text = _clean_text(text).strip()
+    if not text and not media_ids:
+        raise InvalidInput("a message needs text or at least one media id", field="text")
+    if len(text) > MESSAGE_MAX:
+        raise InvalidInput(f"message is {len(text)} characters; at most {MESSAGE_MAX} are allowed", field="text")
+    if len(media_ids) > MEDIA_PER_MESSAGE_MAX:
+        raise InvalidInput(
+            f"a message holds at most {MEDIA_PER_MESSAGE_MAX} photos, got {len(media_ids)}", field="media_ids"
+        )
+    if len(set(media_ids)) != len(media_ids):
+        raise InvalidInput("media_ids must not repeat a photo", field="media_ids")
+    return text
+
+
+def check_can_message(sender_id: str, recipient_id: str) -> None:
+    if sender_id == recipient_id:
+        raise BadRequest("you cannot send a message to yourself")
+
+
+def conversation_id(a: str, b: str) -> str:
+    """The one conversation of a pair of accounts, the same whoever writes first."""
+    low, high = sorted((a, b), key=int)
+    return f"{low}-{high}"
+
+
+def conversation_members(conversation: str) -> tuple[str, str] | None:
+    """The two account ids of a conversation id, or None when it is not one."""
+    low, sep, high = conversation.partition("-")
+    if not sep or not (low.isascii() and low.isdigit() and high.isascii() and high.isdigit()):
+        return None
+    if len(low) > 19 or len(high) > 19 or int(low) >= int(high) or str(int(low)) != low or str(int(high)) != high:
+        return None
+    return low, high
 
 
 def check_media_ids(media_ids: list[str]) -> list[str]:

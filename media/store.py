@@ -7,8 +7,10 @@ Photos are stored before the event that refers to them is appended (ARCHITECTURE
 * S3MediaStore, "s3://ACCESS:SECRET@host:port/bucket" (or "s3+https://..." for TLS):
   MinIO or any S3-compatible service, through the minio SDK.
 
-Keys are "{media_id}/{variant}-{sha256[:16]}.{ext}" (see media_key): content-addressed
-per media, so a retried upload rewrites identical bytes and a url can be cached forever.
+Keys are "{media_id}/{capability}/{variant}-{sha256[:16]}.{ext}" (see media_key): the
+capability is 128 random bits drawn once per upload, so a media URL cannot be guessed
+from the (time-ordered) media id, even by someone holding the photo; the content hash
+makes each URL immutable, so it can be cached forever.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import os
+import secrets
 import re
 import tempfile
 from collections.abc import Callable
@@ -42,6 +45,7 @@ __all__ = [
     "StoredObject",
     "content_type_for",
     "media_key",
+    "new_capability",
     "open_media_store",
     "parse_file_url",
     "parse_s3_url",
@@ -121,9 +125,14 @@ def validate_key(key: str) -> str:
     return key
 
 
-def media_key(media_id: str, image: EncodedImage) -> str:
-    """The key of one variant: "{media_id}/{variant}-{sha256[:16]}.{ext}"."""
-    return validate_key(f"{media_id}/{image.name}-{image.sha256[:16]}.{image.ext}")
+def new_capability() -> str:
+    """The unguessable part of one upload's keys: 128 random bits, lowercase hex."""
+    return secrets.token_hex(16)
+
+
+def media_key(media_id: str, image: EncodedImage, capability: str) -> str:
+    """The key of one variant: "{media_id}/{capability}/{variant}-{sha256[:16]}.{ext}"."""
+    return validate_key(f"{media_id}/{capability}/{image.name}-{image.sha256[:16]}.{image.ext}")
 
 
 def content_type_for(key: str) -> str:

@@ -638,6 +638,21 @@ class CassandraReadStore:
         letters.sort(key=lambda d: (d.projection, d.partition, d.position))
         return letters
 
+    @_unavailable_as_port_error
+    def remove_dead_letter(self, projection: str, partition: int, position: int) -> None:
+        self._session.execute(
+            'DELETE FROM dead_letters USING TIMESTAMP %s WHERE "projection" = %s AND "partition" = %s AND "position" = %s',
+            (CLOCK.reserve(1), projection, partition, position),
+        )
+
+    @_unavailable_as_port_error
+    def drop_tables(self, tables: Iterable[Table]) -> None:
+        """Drop a retired projection version's tables (projections rebuild)."""
+        for table in tables:
+            self._session.execute(f"DROP TABLE IF EXISTS {_q(table.name)}", timeout=60)
+            self._prepared = {k: v for k, v in self._prepared.items() if k[0] != table.name}
+        self._wait_for_schema_agreement()
+
     # ----- health -------------------------------------------------------------------
 
     @_unavailable_as_port_error

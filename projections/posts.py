@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from domain.rules import parse_mentions
 from domain.events import Event, PostCreated, PostDeleted, PostEdited, format_time
 from projections.projector import Projector, on
 from projections.store import Delete, ReadView, Table, Upsert, Write
@@ -38,7 +39,7 @@ class Posts(Projector):
                     "caption": e.caption,
                     "media": [dataclasses.asdict(m) for m in e.media],
                     "tags": list(e.tags),
-                    "mentions": list(e.mentions),
+                    "mentions": list(parse_mentions(e.caption)),  # as written; the event has account ids
                     "created_at": format_time(event.occurred_at),
                 },
             )
@@ -55,7 +56,7 @@ class Posts(Projector):
                     "post_id": int(e.post_id),
                     "caption": e.caption,
                     "tags": list(e.tags),
-                    "mentions": list(e.mentions),
+                    "mentions": list(parse_mentions(e.caption)),  # as written; the event has account ids
                     "edited_at": format_time(event.occurred_at),
                 },
             )

@@ -5,17 +5,20 @@ from dataclasses import dataclass
 
 from projections.accounts import Accounts
 from projections.comments import Comments
+from projections.conversations import Conversations
 from projections.explore import Explore
 from projections.followers import Followers
 from projections.follow_requests import FollowRequests
 from projections.following import Following
 from projections.home_timeline import HomeTimeline
 from projections.likes import Likes
+from projections.notifications import Notifications
 from projections.post_changes import PostChanges
 from projections.posts import Posts
 from projections.posts_by_author import PostsByAuthor
 from projections.posts_by_tag import PostsByTag
 from projections.projector import Projector
+from projections.sessions import Sessions
 from projections.search import Search
 from projections.store import Table
 from projections.visibility import Visibility
@@ -30,6 +33,7 @@ class ProjectionSettings:
     celebrity_demote: int | None = None  # None: 90% of the threshold
     pull_sources: int = 50
     inactive_days: int = 30
+    notification_group_hours: float = 12
 
 
 def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector]:
@@ -44,6 +48,7 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         PostsByTag(),
         Likes(),
         Comments(),
+        Sessions(),
         HomeTimeline(
             timeline_max=settings.timeline_max,
             backfill=settings.backfill,
@@ -57,6 +62,8 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         Visibility(),
         Search(),
         Explore(),
+        Notifications(group_hours=settings.notification_group_hours),
+        Conversations(),
     ]
 
 

@@ -336,6 +336,18 @@ class SqliteReadStore:
         ).fetchall()
         return [DeadLetter(*r) for r in rows]
 
+    def remove_dead_letter(self, projection: str, partition: int, position: int) -> None:
+        self.conn().execute(
+            "DELETE FROM dead_letters WHERE projection = ? AND partition = ? AND position = ?",
+            (projection, partition, position),
+        )
+
+    def drop_tables(self, tables: Iterable[Table]) -> None:
+        """Drop a retired projection version's tables (projections rebuild)."""
+        for table in tables:
+            self.conn().execute(f"DROP TABLE IF EXISTS {table.name}")
+            self._tables.pop(table.name, None)
+
     def ping(self) -> None:
         try:
             self.conn().execute("SELECT 1").fetchone()

@@ -47,7 +47,27 @@ class Endpoints:
         return f"{self.host}:{port}"
 
 
-ENDPOINTS = Endpoints()
+PORT_OFFSET_ENV = "PHOTOSTREAM_STACK_PORT_OFFSET"
+
+
+def endpoints_from_env() -> Endpoints:
+    """The default ports, or all of them shifted by $PHOTOSTREAM_STACK_PORT_OFFSET: a
+    second, private stack (its own `--dir`) beside the usual one, e.g. for fault tests
+    that stop and start services (tests/test_faults.py)."""
+    import dataclasses
+    import os
+
+    text = os.environ.get(PORT_OFFSET_ENV, "").strip()
+    if not text:
+        return Endpoints()
+    if not text.isdigit() or not 0 <= int(text) <= 50_000:
+        raise ValueError(f"{PORT_OFFSET_ENV}={text!r} must be a whole number from 0 to 50000")
+    base = Endpoints()
+    shifted = {f.name: getattr(base, f.name) + int(text) for f in dataclasses.fields(base) if f.name.endswith("_port")}
+    return dataclasses.replace(base, **shifted)
+
+
+ENDPOINTS = endpoints_from_env()
 
 
 # --- environment for the app ---------------------------------------------------

@@ -13,7 +13,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-from domain.events import EventDecodeError, decode_event, format_time, utc_now
+from domain.events import Event, EventDecodeError, UnknownEvent, decode_event, format_time, utc_now
+from observability.metrics import EVENTS_SKIPPED
 from projections.projector import Projector
 from projections.sqlite_store import SqliteReadStore
 from projections.store import Checkpoint, DeadLetter
@@ -49,6 +50,9 @@ class EmbeddedRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        # Called (in the runner's thread) with each batch's events once the read models
+        # have them committed: the live stream's source in embedded mode.
+        self.listeners: list[Callable[[list[Event]], None]] = []
 
     def _load_positions(self) -> dict[str, int]:
         saved = {c.projection: c.position for c in self.views.load_checkpoints() if c.partition == PARTITION}
@@ -60,30 +64,48 @@ class EmbeddedRunner:
         return min(self._positions.values(), default=0)
 
     def run_batch(self) -> BatchReport:
+        with self.views.unit_of_work():
+            report, positions, applied = self._run_batch()
+        self._positions = positions  # only once the batch committed
+        for listener in self.listeners:  # the live stream: told only of committed events
+            try:
+                listener(applied)
+            except Exception:  # a listener's fault must not stop the projections
+                log.exception("live listener failed")
+        return report
+
+    def _run_batch(self) -> tuple[BatchReport, dict[str, int], list[Event]]:
+        # Inside the transaction: a rebuild's switch of a projection's active version
+        # (projections.versions) commits wholly before or after this batch.
+        refresh = getattr(self.views, "refresh", None)
+        if refresh is not None and refresh():
+            self._positions = self._load_positions()
         rows = self.events.read_raw(self.position, self.batch_size)
         if not rows:
-            return BatchReport(0, self.position, 0)
+            return BatchReport(0, self.position, 0), self._positions, []
         dead = 0
         last_time: str | None = None
-        with self.views.unit_of_work():
-            for position, _, body in rows:
-                try:
-                    event = decode_event(body)
-                except EventDecodeError as exc:
-                    dead += self._park_undecodable(position, body, exc)
+        applied: list[Event] = []
+        for position, _, body in rows:
+            try:
+                event = decode_event(body)
+            except EventDecodeError as exc:
+                dead += self._park_undecodable(position, body, exc)
+                continue
+            last_time = format_time(event.occurred_at)
+            if isinstance(event.data, UnknownEvent):  # written by newer code: skipped, counted
+                EVENTS_SKIPPED.inc(type=event.type)
+                continue
+            applied.append(event)
+            for projector in self.projectors:
+                if position <= self._positions[projector.name] or not projector.handles(event):
                     continue
-                last_time = format_time(event.occurred_at)
-                for projector in self.projectors:
-                    if position <= self._positions[projector.name] or not projector.handles(event):
-                        continue
-                    dead += self._apply(projector, event, position, body)
-            last = rows[-1][0]
-            self.views.save_checkpoints(
-                [Checkpoint(p.name, PARTITION, max(last, self._positions[p.name]), last_time) for p in self.projectors]
-            )
-        for p in self.projectors:
-            self._positions[p.name] = max(last, self._positions[p.name])
-        return BatchReport(len(rows), last, dead)
+                dead += self._apply(projector, event, position, body)
+        last = rows[-1][0]
+        self.views.save_checkpoints(
+            [Checkpoint(p.name, PARTITION, max(last, self._positions[p.name]), last_time) for p in self.projectors]
+        )
+        return BatchReport(len(rows), last, dead), {p.name: max(last, self._positions[p.name]) for p in self.projectors}, applied
 
     def _apply(self, projector: Projector, event, position: int, body: bytes) -> int:
         error: Exception | None = None
@@ -94,7 +116,14 @@ class EmbeddedRunner:
                 return 0
             except Exception as exc:  # a poison event must not stop the world
                 error = exc
-        log.error("projector %s failed on event %s at %s: %s", projector.name, event.event_id, position, error)
+        log.error(
+            "projector %s failed on event %s at %s: %s",
+            projector.name,
+            event.event_id,
+            position,
+            error,
+            extra={"correlation_id": event.correlation_id},  # the command that caused it
+        )
         self.views.add_dead_letter(
             DeadLetter(
                 projection=projector.name,

@@ -48,7 +48,8 @@ import orjson
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from domain.events import Event, EventDecodeError, decode_event, encode_event, event_from_plain, format_time, utc_now
+from domain.events import Event, EventDecodeError, UnknownEvent, decode_event, encode_event, event_from_plain, format_time, utc_now
+from observability.metrics import EVENTS_SKIPPED
 from projections.batch import plan_batch
 from projections.projector import Projector
 from projections.store import Checkpoint, DeadLetter, ReadStore, ReadStoreUnavailable
@@ -373,6 +374,8 @@ def create_app(
                 event: Event | None = decode_event(message.value)
             except EventDecodeError:
                 event = None  # every projection parks it as a dead letter
+            if event is not None and isinstance(event.data, UnknownEvent):
+                EVENTS_SKIPPED.inc(type=event.type)  # written by newer code: no lane wants it
             if message.offset > reached.get(message.partition, (-1, None))[0]:
                 reached[message.partition] = (message.offset, format_time(event.occurred_at) if event else None)
             for p in projectors:

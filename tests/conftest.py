@@ -19,6 +19,10 @@ from tests.support import Api
 BACKENDS = [b for b in os.environ.get("PHOTOSTREAM_TEST_BACKENDS", "embedded,distributed").split(",") if b]
 if os.environ.get("CI") and "distributed" not in BACKENDS:
     raise pytest.UsageError("CI runs every backend: do not set PHOTOSTREAM_TEST_BACKENDS there")
+# Behaviour tests sign up many accounts from one address; they run with 100 times the
+# rate-limit bursts (servers they start inherit this). tests/test_security.py checks the
+# limits themselves at scale 1.
+os.environ.setdefault("PHOTOSTREAM_RATE_LIMIT_SCALE", "100")
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from media.store import (
     StoredObject,
     content_type_for,
     media_key,
+    new_capability,
     open_media_store,
     parse_s3_url,
     validate_key,
@@ -95,7 +96,7 @@ def test_every_store_operation_checks_the_key(store: FileMediaStore, bad_key: st
     assert not (store.root.parent / "x.jpg").exists()
 
 
-def test_media_key_is_content_addressed():
+def test_media_key_is_content_addressed_behind_an_unguessable_capability():
     image = EncodedImage(
         name="small",
         data=b"...",
@@ -105,7 +106,9 @@ def test_media_key_is_content_addressed():
         height=200,
         sha256="abcdef0123456789" + "0" * 48,
     )
-    assert media_key("987654321", image) == "987654321/small-abcdef0123456789.png"
+    capability = new_capability()
+    assert media_key("987654321", image, capability) == f"987654321/{capability}/small-abcdef0123456789.png"
+    assert len(capability) == 32 and int(capability, 16) >= 0 and new_capability() != capability
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from domain.events import (
     Blocked,
     CommentAdded,
     CommentDeleted,
+    ConversationRead,
     EVENT_TYPES,
     DomainEvent,
     Event,
@@ -34,11 +35,14 @@ from domain.events import (
     ImageVariant,
     Liked,
     MediaRef,
+    MessageSent,
     Muted,
+    NotificationsRead,
     PostCreated,
     PostDeleted,
     PostEdited,
     ProfileUpdated,
+    SessionsRevoked,
     TimelineRebuildRequested,
     Unblocked,
     Unfollowed,
@@ -47,6 +51,7 @@ from domain.events import (
     new_event,
 )
 from domain.ids import IdGenerator
+from domain.rules import conversation_id
 from projections.posts import POSTS
 from projections.home_timeline import FANOUT_AUTHORS, PULL_SOURCES, TIMELINE_STATE
 from projections.registry import ProjectionSettings, all_projectors, all_tables
@@ -729,6 +734,10 @@ class History:
         ("request_timeline_rebuild", 3),
         ("comment", 11),
         ("delete_comment", 5),
+        ("revoke_sessions", 2),
+        ("read_notifications", 3),
+        ("send_message", 6),
+        ("read_conversation", 3),
     )
     NOT_EMITTED = frozenset({"MediaStored"})  # no projector reads it
 
@@ -745,6 +754,8 @@ class History:
         self.mutes: set[tuple[str, str]] = set()  # (muter, muted)
         self.likes: set[tuple[str, str]] = set()
         self.comments: dict[str, str] = {}  # comment id -> post id
+        self.sessions: dict[str, int] = {}  # account -> session generation
+        self.conversations: dict[str, str] = {}  # conversation id -> newest message id
         self.clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
     def emit(self, data: DomainEvent, stream: str, actor: str | None = None) -> None:
@@ -851,6 +862,10 @@ class History:
             self.mutes.discard(pair)
             self.emit(Unmuted(*pair), f"mute-{pair[0]}-{pair[1]}", pair[0])
 
+    def revoke_sessions(self, a: str) -> None:
+        self.sessions[a] = self.sessions.get(a, 0) + 1
+        self.emit(SessionsRevoked(a, self.sessions[a]), f"account-{a}", a)
+
     def request_timeline_rebuild(self, a: str) -> None:
         self.emit(TimelineRebuildRequested(a), f"timeline-{a}", a)
 
@@ -860,12 +875,12 @@ class History:
         post = self.new_id()
         self.posts[post] = a
         tags = tuple(self.rng.sample(["sun", "sea", "cat"], self.rng.randrange(3)))
-        self.emit(PostCreated(post, a, f"caption {post}", (self.media(),), tags, ()), post, a)
+        self.emit(PostCreated(post, a, f"caption {post}", (self.media(),), tags, self.mentions()), post, a)
 
     def edit_post(self, a: str) -> None:
         if self.posts:
             post = self.rng.choice(sorted(self.posts))
-            self.emit(PostEdited(post, self.posts[post], "edited", ("sea",), ("user1",)), post, self.posts[post])
+            self.emit(PostEdited(post, self.posts[post], "edited", ("sea",), self.mentions()), post, self.posts[post])
 
     def delete_post(self, a: str) -> None:
         if self.posts:
@@ -892,13 +907,37 @@ class History:
             if not self.blocked(a, self.posts[post]):
                 comment = self.new_id()
                 self.comments[comment] = post
-                self.emit(CommentAdded(comment, post, a, self.posts[post], f"nice {comment}"), post, a)
+                self.emit(CommentAdded(comment, post, a, self.posts[post], f"nice {comment}", self.mentions()), post, a)
 
     def delete_comment(self, a: str) -> None:
         if self.comments:
             comment = self.rng.choice(sorted(self.comments))
             post = self.comments.pop(comment)
             self.emit(CommentDeleted(comment, post, a), post, a)
+
+    def mentions(self) -> tuple[str, ...]:
+        """The account ids a text's @usernames resolved to (v2 events carry ids)."""
+        return tuple(self.rng.sample(self.accounts, self.rng.choice([0, 0, 1, 2])))
+
+    # ----- notifications and direct messages -----
+
+    def read_notifications(self, a: str) -> None:
+        self.emit(NotificationsRead(a, self.new_id()), f"notifications-{a}", a)  # seen up to now
+
+    def send_message(self, a: str) -> None:
+        other = self.rng.choice(self.accounts)
+        if other == a or self.blocked(a, other):
+            return
+        message, conversation = self.new_id(), conversation_id(a, other)
+        self.conversations[conversation] = message
+        media = (self.media(),) if self.rng.random() < 0.2 else ()
+        self.emit(MessageSent(message, conversation, a, other, f"hi {message}", media), f"message-{message}", a)
+
+    def read_conversation(self, a: str) -> None:
+        if self.conversations:
+            conversation = self.rng.choice(sorted(self.conversations))
+            reader = self.rng.choice(conversation.split("-"))
+            self.emit(ConversationRead(conversation, reader, self.conversations[conversation]), f"read-{conversation}-{reader}", reader)
 
     def delivered(self) -> list[Event]:
         """At-least-once delivery: some events arrive twice, a few again much later."""

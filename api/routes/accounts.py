@@ -1,7 +1,7 @@
 """Routes of accounts, sessions and the follow graph."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from commands import accounts as account_commands
 from commands import social
@@ -11,9 +11,12 @@ from domain.errors import InvalidInput
 from domain.events import AccountRegistered, format_time
 from projections import queries, visibility
 
+from observability.context import CORRELATION_ID
+
 from api import schemas
 from api.http import ActorDep, JSONResponse, fresh_account, BackendDep, Consistent, HttpError, Paging, SignedIn, Viewer, command_answer, page
 from api.presenters import account_json, post_json
+from api.ratelimit import LIMITED, limit
 from api.wiring import Backend
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
@@ -62,9 +65,12 @@ async def _account_id_for_command(backend: Backend, username: str) -> str:
     return owner
 
 
-@router.post("/accounts", status_code=201, response_model=schemas.Session, responses={409: {"model": schemas.Problem}})
-async def sign_up(body: schemas.SignUp, backend: BackendDep) -> Response:
-    done = await account_commands.register_account(backend.commands, body.username, body.password, body.display_name)
+@router.post("/accounts", status_code=201, response_model=schemas.Session, responses={409: {"model": schemas.Problem}, **LIMITED})
+async def sign_up(body: schemas.SignUp, request: Request, backend: BackendDep) -> Response:
+    limit(request, "sign_up", None)
+    done = await account_commands.register_account(
+        backend.commands, body.username, body.password, body.display_name, correlation_id=CORRELATION_ID.get()
+    )
     event = done.events[0]
     registered = event.data
     assert isinstance(registered, AccountRegistered)
@@ -76,11 +82,25 @@ async def sign_up(body: schemas.SignUp, backend: BackendDep) -> Response:
     )
 
 
-@router.post("/sessions", response_model=schemas.Session, responses={401: {"model": schemas.Problem}})
-async def sign_in(body: schemas.SignIn, backend: BackendDep) -> Response:
-    account_id = await account_commands.authenticate(backend.commands, body.username, body.password)
-    account = await fresh_account(backend, account_id)
-    return {"account": account_json(account), "token": backend.signer.issue(account_id)}  # type: ignore[return-value]
+@router.post("/sessions", response_model=schemas.Session, responses={401: {"model": schemas.Problem}, **LIMITED})
+async def sign_in(body: schemas.SignIn, request: Request, backend: BackendDep) -> Response:
+    # Keyed by the username tried: that is the account a password guesser attacks.
+    limit(request, "sign_in", body.username.strip().lower()[:64] or None)
+    signed_in = await account_commands.authenticate(backend.commands, body.username, body.password)
+    account = await fresh_account(backend, signed_in.account_id)
+    token = backend.signer.issue(signed_in.account_id, generation=signed_in.session_generation)
+    return {"account": account_json(account), "token": token}  # type: ignore[return-value]
+
+
+@router.delete("/sessions", status_code=204, response_class=Response, responses={401: {"model": schemas.Problem}})
+async def sign_out_everywhere(actor: ActorDep, backend: BackendDep) -> Response:
+    """Sign out everywhere: every token issued to this account so far, this one
+    included, is refused from the moment this answers."""
+    done = await account_commands.sign_out_everywhere(backend.commands, actor)
+    # Answer only once the `sessions` read model (checked on every request) has it.
+    if done.token is not None and not await backend.wait_for(done.token, max(backend.settings.consistency_wait_seconds, 10)):
+        raise HttpError(503, "the sign-out is recorded but not yet in effect everywhere; try again", {"Retry-After": "1"})
+    return await command_answer(backend, done, None, 204)
 
 
 @router.get("/accounts/me", response_model=schemas.Account, dependencies=[Consistent])
@@ -117,19 +137,21 @@ async def account(username: str, viewer: Viewer, backend: BackendDep) -> Respons
     return JSONResponse(account_json(found))  # sent as is: the relationship fields only when known
 
 
-@router.post("/accounts/{username}/follow", response_model=schemas.Following, responses={400: {"model": schemas.Problem}, 403: {"model": schemas.Problem}, 404: {"model": schemas.Problem}})
-async def follow(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+@router.post("/accounts/{username}/follow", response_model=schemas.Following, responses={400: {"model": schemas.Problem}, 403: {"model": schemas.Problem}, 404: {"model": schemas.Problem}, **LIMITED})
+async def follow(username: str, actor: ActorDep, request: Request, backend: BackendDep) -> Response:
     """Follow a public account (`{"following": true}`), or ask to follow a private one
     (`{"following": false, "requested": true}`); 403 when either blocks the other."""
+    limit(request, "follow", actor.account_id)
     followee = await _account_id_for_command(backend, username)
     done = await social.follow(backend.commands, actor, followee)
     body = {"following": False, "requested": True} if done.value == REQUESTED else {"following": True}
     return await command_answer(backend, done, body)
 
 
-@router.delete("/accounts/{username}/follow", response_model=schemas.Following, responses={404: {"model": schemas.Problem}})
-async def unfollow(username: str, actor: ActorDep, backend: BackendDep) -> Response:
+@router.delete("/accounts/{username}/follow", response_model=schemas.Following, responses={404: {"model": schemas.Problem}, **LIMITED})
+async def unfollow(username: str, actor: ActorDep, request: Request, backend: BackendDep) -> Response:
     """Unfollow, or withdraw a pending follow request (idempotent)."""
+    limit(request, "follow", actor.account_id)
     followee = await _account_id_for_command(backend, username)
     done = await social.unfollow(backend.commands, actor, followee)
     return await command_answer(backend, done, {"following": False})

@@ -10,11 +10,13 @@ from commands.media import store_media
 from api import schemas
 from api.http import ActorDep, BackendDep, HttpError, command_answer
 from api.presenters import media_ref_json
+from api.ratelimit import LIMITED, limit
 
 router = APIRouter(tags=["media"])
 
-# Keys name their content: "<id>/<variant>-<sha256 prefix>.<ext>"; that hash is the ETag.
-KEY_RE = re.compile(r"^[0-9]{1,20}/[a-z]+-([0-9a-f]{16})\.[a-z]{3,4}$")
+# Keys: "<id>/<128-bit capability>/<variant>-<sha256 prefix>.<ext>"; the hash is the ETag.
+# Keys written before capabilities existed ("<id>/<variant>-...") are still served.
+KEY_RE = re.compile(r"^[0-9]{1,20}/(?:[0-9a-f]{32}/)?[a-z]+-([0-9a-f]{16})\.[a-z]{3,4}$")
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 
 
@@ -22,15 +24,16 @@ CACHE_FOREVER = "public, max-age=31536000, immutable"
     "/v1/media",
     status_code=201,
     response_model=schemas.Media,
-    responses={413: {"model": schemas.Problem}, 415: {"model": schemas.Problem}, 422: {"model": schemas.Problem}},
+    responses={413: {"model": schemas.Problem}, 415: {"model": schemas.Problem}, 422: {"model": schemas.Problem}, **LIMITED},
 )
-async def upload(file: UploadFile, actor: ActorDep, backend: BackendDep) -> Response:
+async def upload(file: UploadFile, actor: ActorDep, request: Request, backend: BackendDep) -> Response:
     """Upload one photo (multipart form field `file`): JPEG, PNG, WebP or GIF, at most
     15 MB and 50 megapixels, detected from its bytes. Metadata is stripped."""
-    limit = backend.settings.max_upload_bytes
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise HttpError(413, f"the file is larger than {limit / 1_000_000:.0f} MB, the most a photo may be")
+    limit(request, "upload", actor.account_id)
+    most = backend.settings.max_upload_bytes
+    data = await file.read(most + 1)
+    if len(data) > most:
+        raise HttpError(413, f"the file is larger than {most / 1_000_000:.0f} MB, the most a photo may be")
     done = await store_media(backend.commands, actor, data)
     return await command_answer(backend, done, media_ref_json(done.value), 201)
 

@@ -1,7 +1,7 @@
 """Routes of posts, likes and comments."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from commands import engagement
 from commands import posts as post_commands
@@ -11,6 +11,7 @@ from projections import queries
 from api import schemas
 from api.http import ActorDep, fresh_account, BackendDep, Consistent, HttpError, Paging, Viewer, command_answer, page, parse_path_id
 from api.presenters import account_json, comment_json, new_comment_json, new_post_json, post_json
+from api.ratelimit import LIMITED, limit
 from api.wiring import Backend
 
 router = APIRouter(prefix="/v1", tags=["posts"])
@@ -18,8 +19,9 @@ NOT_FOUND = {404: {"model": schemas.Problem}}
 FORBIDDEN = {403: {"model": schemas.Problem}}
 
 
-@router.post("/posts", status_code=201, response_model=schemas.Post, responses={422: {"model": schemas.Problem}})
-async def create_post(body: schemas.NewPost, actor: ActorDep, backend: BackendDep) -> Response:
+@router.post("/posts", status_code=201, response_model=schemas.Post, responses={422: {"model": schemas.Problem}, **LIMITED})
+async def create_post(body: schemas.NewPost, actor: ActorDep, request: Request, backend: BackendDep) -> Response:
+    limit(request, "post", actor.account_id)
     done = await post_commands.create_post(backend.commands, actor, body.caption, body.media_ids)
     created: PostCreated = done.value
     author = await fresh_account(backend, created.author_id)
@@ -53,15 +55,17 @@ async def delete_post(post_id: str, actor: ActorDep, backend: BackendDep) -> Res
     return await command_answer(backend, done, None, 204)
 
 
-@router.post("/posts/{post_id}/like", response_model=schemas.LikeState, responses=NOT_FOUND)
-async def like(post_id: str, actor: ActorDep, backend: BackendDep) -> Response:
+@router.post("/posts/{post_id}/like", response_model=schemas.LikeState, responses={**NOT_FOUND, **LIMITED})
+async def like(post_id: str, actor: ActorDep, request: Request, backend: BackendDep) -> Response:
+    limit(request, "like", actor.account_id)
     parse_path_id(post_id, "post")
     done = await engagement.like(backend.commands, actor, post_id)
     return await command_answer(backend, done, {"liked": True})
 
 
-@router.delete("/posts/{post_id}/like", response_model=schemas.LikeState, responses=NOT_FOUND)
-async def unlike(post_id: str, actor: ActorDep, backend: BackendDep) -> Response:
+@router.delete("/posts/{post_id}/like", response_model=schemas.LikeState, responses={**NOT_FOUND, **LIMITED})
+async def unlike(post_id: str, actor: ActorDep, request: Request, backend: BackendDep) -> Response:
+    limit(request, "like", actor.account_id)
     parse_path_id(post_id, "post")
     done = await engagement.unlike(backend.commands, actor, post_id)
     return await command_answer(backend, done, {"liked": False})
@@ -78,8 +82,9 @@ async def likes(post_id: str, paging: Paging, viewer: Viewer, backend: BackendDe
     return page([account_json(a) for a in result.items], result.next_cursor)
 
 
-@router.post("/posts/{post_id}/comments", status_code=201, response_model=schemas.Comment, responses=NOT_FOUND)
-async def add_comment(post_id: str, body: schemas.NewComment, actor: ActorDep, backend: BackendDep) -> Response:
+@router.post("/posts/{post_id}/comments", status_code=201, response_model=schemas.Comment, responses={**NOT_FOUND, **LIMITED})
+async def add_comment(post_id: str, body: schemas.NewComment, actor: ActorDep, request: Request, backend: BackendDep) -> Response:
+    limit(request, "comment", actor.account_id)
     parse_path_id(post_id, "post")
     done = await engagement.add_comment(backend.commands, actor, post_id, body.text)
     added: CommentAdded = done.value

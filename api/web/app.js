@@ -1,10 +1,14 @@
 // photostream web app: shell, navigation and the hash router.
 import { api, session } from './js/api.js';
 import { avatar, emptyState, errorState, h, icon, spinner, toast, userHref } from './js/dom.js';
+import { live } from './js/live.js';
 import { loginView, signupView } from './js/views/auth.js';
+import { conversationView, messagesView } from './js/views/messages.js';
+import { notificationsView } from './js/views/notifications.js';
 import { exploreView, postView, searchView, tagView } from './js/views/discover.js';
 import { feedView } from './js/views/feed.js';
 import { newPostView } from './js/views/newpost.js';
+import { opsView } from './js/views/ops.js';
 import { followsView, profileView } from './js/views/profile.js';
 import { requestsView } from './js/views/requests.js';
 import { settingsView } from './js/views/settings.js';
@@ -31,7 +35,10 @@ const ROUTES = [
   ['new', /^\/new$/, newPostView, { auth: true, nav: 'create' }],
   ['settings', /^\/settings$/, settingsView, { auth: true, nav: 'settings' }],
   ['requests', /^\/requests$/, requestsView, { auth: true, nav: 'settings' }],
-  // Later: ['notifications', /^\/notifications$/, ...], ['messages', /^\/messages$/, ...]
+  ['notifications', /^\/notifications$/, notificationsView, { auth: true, nav: 'notifications' }],
+  ['messages', /^\/messages$/, messagesView, { auth: true, nav: 'messages' }],
+  ['conversation', /^\/messages\/([0-9]+-[0-9]+)$/, conversationView, { auth: true, nav: 'messages' }],
+  ['ops', /^\/ops$/, opsView, {}], // operators: events/s and projection lag
 ];
 
 function parseHash() {
@@ -99,6 +106,7 @@ function renderNav() {
       : h('a', { class: 'btn btn-primary btn-sm', href: '#/login' }, 'Sign in'));
   topbar.replaceChildren(h('a', { class: 'wordmark topbar-logo', href: '#/', 'aria-label': 'photostream home' }, 'photostream'), actions);
   markActive();
+  live.paint(); // the notification and message slots, with their unread badges
 }
 
 let activeNav = null;
@@ -189,7 +197,11 @@ async function route() {
 
 // ---------------------------------------------------------------- start
 
-session.onChange(() => renderNav());
+session.onChange(() => {
+  renderNav();
+  if (session.signedIn) live.start();
+  else live.stop();
+});
 // Signed in or out in another tab: start over with that session.
 window.addEventListener('storage', (e) => {
   if (e.key === 'photostream.token' && e.newValue !== session.token) location.reload();
@@ -199,6 +211,7 @@ document.getElementById('skip')?.addEventListener('click', () => main.focus());
 
 renderNav();
 route();
+if (session.signedIn) live.start();
 
 if (session.signedIn) {
   api('/v1/accounts/me')

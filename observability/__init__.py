@@ -1,0 +1,1 @@
+"""Metrics and log context shared by every layer (imports nothing of ours)."""

@@ -5,7 +5,7 @@ import dataclasses
 from typing import Any
 
 from domain.events import CommentAdded, MediaRef, PostCreated, format_time
-from domain.rules import parse_mentions
+from domain.rules import parse_mentions, parse_tags
 from projections.queries import AccountView, CommentView, PostView
 
 MEDIA_PREFIX = "/media/"
@@ -83,12 +83,20 @@ def comment_json(c: CommentView) -> dict[str, Any]:
         "post_id": str(c.post_id),
         "author": account_json(c.author),
         "text": c.text,
+        **comment_links(c.text),
         "created_at": c.created_at,
     }
 
 
 def new_comment_json(e: CommentAdded, author: AccountView, created_at: str) -> dict[str, Any]:
-    return {"id": e.comment_id, "post_id": e.post_id, "author": account_json(author), "text": e.text, "created_at": created_at}
+    return {"id": e.comment_id, "post_id": e.post_id, "author": account_json(author), "text": e.text, **comment_links(e.text), "created_at": created_at}
+
+
+def comment_links(text: str) -> dict[str, list[str]]:
+    """A comment's hashtags and @usernames, parsed by the caption's rules, so clients link
+    them as a caption's. (They link to tag pages; they do not list the post there: only
+    its caption's tags do, as on Instagram.)"""
+    return {"tags": list(parse_tags(text)), "mentions": list(parse_mentions(text))}
 
 
 def page_json(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:

@@ -113,6 +113,8 @@ class Comment(BaseModel):
     post_id: str
     author: Account
     text: str
+    tags: list[str] = []  # hashtags in the text, as a caption's (they do not list the post on tag pages)
+    mentions: list[str] = []  # @usernames in the text
     created_at: str
 
 

@@ -73,6 +73,11 @@ def _counts(view: ReadView, table: Any, column: str, ids: list[int]) -> list[int
     return [int(r["count"]) if r else 0 for r in view.get_many(table, [{column: i} for i in ids])]
 
 
+def follower_counts(view: ReadView, ids: list[int]) -> list[int]:
+    """The follower counts every profile shows, in the order of ids."""
+    return _counts(view, FOLLOWERS.counts, "account_id", ids)
+
+
 def accounts_by_id(view: ReadView, ids: list[int]) -> list[AccountView | None]:
     rows = view.get_many(ACCOUNTS, [{"account_id": i} for i in ids])
     followers = _counts(view, FOLLOWERS.counts, "account_id", ids)

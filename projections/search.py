@@ -5,10 +5,12 @@ removed: "Été" and "ete" are one word), on both sides.
 
 - Accounts: every prefix (up to PREFIX_MAX characters) of the username, of each word of
   the display name and of the whole display name is a partition of
-  `search_account_prefixes`, clustered by a rank key that sorts by follower count
-  (most first) then username. The projector keeps its own follower index and count (the
-  accounts' rows are written only by events keyed by that account), and re-files an
-  account's prefix rows when its count or names change. A page reads only its rows.
+  `search_name_prefixes`, clustered by account id, holding the account's names. Only a
+  registration or a name change writes them: a follow writes nothing here. A query
+  reads up to ACCOUNT_CANDIDATES rows of its prefix (oldest accounts first), keeps those
+  whose names start with the term, and ranks them at read time by their follower count
+  (the `followers` read model's, the count every profile shows) then username; the
+  exact username comes first whether or not it was among the candidates.
 - Hashtags: prefixes of the folded tag -> the tags (`search_tag_prefixes`, by name), and
   post counts kept per (tag, shard): a post's tag writes are keyed by its shard, so a
   shard's count row has one writer and stays exact with no counter column; a tag's count
@@ -24,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Iterable
 
-from domain.events import AccountRegistered, Event, Followed, PostCreated, PostDeleted, PostEdited, ProfileUpdated, Unfollowed
+from domain.events import AccountRegistered, Event, PostCreated, PostDeleted, PostEdited, ProfileUpdated
 from domain.rules import USERNAME_RE
 from projections import queries
 from projections import discovery_filter
@@ -39,19 +41,13 @@ WORD_MAX = 64  # longer "words" in captions are not indexed
 TAG_SHARDS = 8
 MAX_FOLLOWERS = 9_999_999_999
 READ_BUDGET = 500  # index rows one page may read before it answers (short) with a cursor
+# Accounts one account query ranks. A prefix shared by more accounts than this ranks the
+# oldest ACCOUNT_CANDIDATES of them (and the exact username, always): the price of a
+# follow costing no search writes (see docs/ARCHITECTURE.md, Discovery).
+ACCOUNT_CANDIDATES = 1000
 
-SEARCH_ACCOUNTS = Table(
-    "search_accounts",
-    {"account_id": "int", "username": "text", "names": "json", "followers": "int", "rank": "text", "prefixes": "json"},
-    ("account_id",),
-)
-SEARCH_FOLLOWERS = Table("search_followers", {"account_id": "int", "follower_id": "int"}, ("account_id",), "follower_id")
-ACCOUNT_PREFIXES = Table(
-    "search_account_prefixes",
-    {"prefix": "text", "rank": "text", "account_id": "int", "names": "json"},
-    ("prefix",),
-    "rank",
-)
+SEARCH_NAMES = Table("search_names", {"account_id": "int", "names": "json", "prefixes": "json"}, ("account_id",))
+NAME_PREFIXES = Table("search_name_prefixes", {"prefix": "text", "account_id": "int", "names": "json"}, ("prefix",), "account_id")
 TAG_PREFIXES = Table("search_tag_prefixes", {"prefix": "text", "tag": "text"}, ("prefix",), "tag")
 TAG_COUNTS = Table("search_tag_counts", {"tag": "text", "shard": "int", "count": "int"}, ("tag",), "shard")
 POST_TAGS = Table("search_post_tags", {"post_id": "int", "tag": "text"}, ("post_id",), "tag")
@@ -114,39 +110,19 @@ def tag_shard(post_id: str | int) -> int:
 
 class Search(Projector):
     name = "search"
-    tables = (SEARCH_ACCOUNTS, SEARCH_FOLLOWERS, ACCOUNT_PREFIXES, TAG_PREFIXES, TAG_COUNTS, POST_TAGS, POST_WORDS, WORD_POSTS, WORD_BUCKETS)
+    tables = (SEARCH_NAMES, NAME_PREFIXES, TAG_PREFIXES, TAG_COUNTS, POST_TAGS, POST_WORDS, WORD_POSTS, WORD_BUCKETS)
 
     @on(AccountRegistered, key=lambda e: e.account_id)
     def registered(self, e: AccountRegistered, event: Event, view: ReadView) -> list[Write]:
-        account_id = int(e.account_id)
-        row = view.get(SEARCH_ACCOUNTS, {"account_id": account_id})
-        followers = row["followers"] if row else 0
-        return _refile(row, account_id, e.username, account_names(e.username, e.display_name), followers)
+        return _refile(view, int(e.account_id), account_names(e.username, e.display_name))
 
     @on(ProfileUpdated, key=lambda e: e.account_id)
     def profile_updated(self, e: ProfileUpdated, event: Event, view: ReadView) -> list[Write]:
-        account_id = int(e.account_id)
-        row = view.get(SEARCH_ACCOUNTS, {"account_id": account_id})
-        if row is None or not row["username"]:
+        row = view.get(SEARCH_NAMES, {"account_id": int(e.account_id)})
+        if row is None:
             return []  # same stream as the registration, so never before it
-        return _refile(row, account_id, row["username"], account_names(row["username"], e.display_name), row["followers"])
-
-    # A follow may reach this projector before the followee's registration (another
-    # stream, so another partition of the log): the count is kept all the same and the
-    # prefixes are filed once the username is known.
-    @on(Followed, key=lambda e: e.followee_id)
-    def followed(self, e: Followed, event: Event, view: ReadView) -> list[Write]:
-        edge = {"account_id": int(e.followee_id), "follower_id": int(e.follower_id)}
-        if view.get(SEARCH_FOLLOWERS, edge) is not None:
-            return []
-        return [Upsert(SEARCH_FOLLOWERS, edge), *_recount(view, edge["account_id"], +1)]
-
-    @on(Unfollowed, key=lambda e: e.followee_id)
-    def unfollowed(self, e: Unfollowed, event: Event, view: ReadView) -> list[Write]:
-        edge = {"account_id": int(e.followee_id), "follower_id": int(e.follower_id)}
-        if view.get(SEARCH_FOLLOWERS, edge) is None:
-            return []
-        return [Delete(SEARCH_FOLLOWERS, edge), *_recount(view, edge["account_id"], -1)]
+        username = row["names"][0]  # account_names puts the username first
+        return _refile(view, int(e.account_id), account_names(username, e.display_name))
 
     @on(PostCreated, key=lambda e: f"posts-{tag_shard(e.post_id)}")
     def post_created(self, e: PostCreated, event: Event, view: ReadView) -> list[Write]:
@@ -161,38 +137,16 @@ class Search(Projector):
         return _retext(view, int(e.post_id), int(e.author_id), [], [])
 
 
-def _recount(view: ReadView, account_id: int, delta: int) -> list[Write]:
-    row = view.get(SEARCH_ACCOUNTS, {"account_id": account_id})
-    followers = max((row["followers"] if row else 0) + delta, 0)
-    if row is None or not row["username"]:
-        return [Upsert(SEARCH_ACCOUNTS, {"account_id": account_id, "followers": followers})]
-    return _refile(row, account_id, row["username"], row["names"], followers)
-
-
-def _refile(row: Row | None, account_id: int, username: str, names: list[str], followers: int) -> list[Write]:
-    """Move an account's prefix rows to its current rank and names (only what changed)."""
-    old_rank = row["rank"] if row else None
-    old_names = row["names"] if row else None
+def _refile(view: ReadView, account_id: int, names: list[str]) -> list[Write]:
+    """Bring an account's prefix rows to its current names (only what changed)."""
+    row = view.get(SEARCH_NAMES, {"account_id": account_id})
+    if row is not None and row["names"] == names:
+        return []
     old = set(row["prefixes"] or []) if row else set()
-    rank = rank_key(followers, username)
     new = prefixes_of(names)
-    moved = old_rank != rank or old_names != names
-    writes: list[Write] = [
-        Delete(ACCOUNT_PREFIXES, {"prefix": p, "rank": old_rank})
-        for p in sorted(old)
-        if old_rank is not None and (moved or p not in new)
-    ]
-    writes += [
-        Upsert(ACCOUNT_PREFIXES, {"prefix": p, "rank": rank, "account_id": account_id, "names": names})
-        for p in new
-        if moved or p not in old
-    ]
-    writes.append(
-        Upsert(
-            SEARCH_ACCOUNTS,
-            {"account_id": account_id, "username": username, "names": names, "followers": followers, "rank": rank, "prefixes": new},
-        )
-    )
+    writes: list[Write] = [Delete(NAME_PREFIXES, {"prefix": p, "account_id": account_id}) for p in sorted(old - set(new))]
+    writes += [Upsert(NAME_PREFIXES, {"prefix": p, "account_id": account_id, "names": names}) for p in new]
+    writes.append(Upsert(SEARCH_NAMES, {"account_id": account_id, "names": names, "prefixes": new}))
     return writes
 
 
@@ -245,8 +199,9 @@ def tag_term(q: str) -> str:
 
 def search_accounts(view: ReadView, q: str, viewer: int | None, cursor: str | None, limit: int) -> tuple[list[queries.AccountView], str | None]:
     """The account named exactly `q` first (on the first page), then accounts with a
-    username, display-name word or display name starting with it, most followed first.
-    A cursor of "" means: the exact match was given, the ranked list starts next."""
+    username, display-name word or display name starting with it, most followed first,
+    then by username. The cursor is the rank key (rank_key) of the last account given;
+    "" means: the exact match was given, the ranked list starts next."""
     term = account_term(q)
     exact_id = queries.account_id_by_username(view, term) if USERNAME_RE.fullmatch(term) else None
     if exact_id is not None and exact_id in discovery_filter.hidden_from_discovery(view, viewer, [exact_id]):
@@ -259,19 +214,19 @@ def search_accounts(view: ReadView, q: str, viewer: int | None, cursor: str | No
             cursor = ""
             if limit == 1:
                 return items, cursor
-
-    def fetch(after: str | None, n: int) -> list[Row]:
-        return view.scan(ACCOUNT_PREFIXES, {"prefix": term[:PREFIX_MAX]}, start_after=after, limit=n)
-
-    def keep(rows: list[Row]) -> list[queries.AccountView | None]:
-        wanted = [r for r in rows if r["account_id"] != exact_id and any(n.startswith(term) for n in r["names"])]
-        hidden = discovery_filter.hidden_from_discovery(view, viewer, [r["account_id"] for r in wanted])
-        ids = [r["account_id"] for r in wanted if r["account_id"] not in hidden]
-        found = dict(zip(ids, queries.accounts_by_id(view, ids)))
-        return [found.get(r["account_id"]) for r in rows]
-
-    ranked, next_cursor = filtered_page(fetch, keep, "rank", cursor or None, limit - len(items), READ_BUDGET)
-    return items + ranked, next_cursor
+    rows = view.scan(NAME_PREFIXES, {"prefix": term[:PREFIX_MAX]}, limit=ACCOUNT_CANDIDATES)
+    wanted = [r for r in rows if r["account_id"] != exact_id and any(n.startswith(term) for n in r["names"])]
+    hidden = discovery_filter.hidden_from_discovery(view, viewer, [r["account_id"] for r in wanted])
+    wanted = [r for r in wanted if r["account_id"] not in hidden]
+    counts = queries.follower_counts(view, [r["account_id"] for r in wanted])
+    ranked = sorted((rank_key(n, r["names"][0]), r["account_id"]) for r, n in zip(wanted, counts))
+    if cursor:
+        ranked = [(rank, i) for rank, i in ranked if rank > cursor]
+    page = ranked[: limit - len(items)]
+    found = dict(zip([i for _, i in page], queries.accounts_by_id(view, [i for _, i in page])))
+    items += [a for _, i in page if (a := found.get(i)) is not None]
+    more = len(ranked) > len(page)
+    return items, (page[-1][0] if more else None)
 
 
 def tag_post_count(view: ReadView, tag: str) -> int:

@@ -278,3 +278,19 @@ def test_discovery_hides_private_posts_and_blocked_accounts(api: Api) -> None:
     assert search(api, "cat", user=ana) == [] and search(api, "ana", user=cat) == []
     assert ids(api.walk("/v1/explore", ana)) == [] and ids(search(api, "beach", "posts", user=ana)) == []
     assert names(search(api, "cat", user=ben)) == ["cat"]
+
+
+def test_comment_hashtags_and_mentions_link_but_do_not_list_the_post_on_tag_pages(api: Api) -> None:
+    """A comment's #tags and @usernames are parsed as a caption's (the clients link them),
+    but only the caption's tags list a post on a tag page: a commenter cannot file someone
+    else's post under a tag (Instagram does the same)."""
+    ana, ben = api.sign_up("ana"), api.sign_up("ben")
+    post = api.post(ana, "at the #beach")
+    path = f"/v1/posts/{post['id']}/comments"
+    added = api.ok("POST", path, ben, status=201, json={"text": "#Été vibes @ANA, not #2024 nor a&#39;b"})
+    assert (added["tags"], added["mentions"]) == (["été"], ["ana"])
+    listed = api.walk(path)
+    assert [(c["tags"], c["mentions"]) for c in listed] == [(["été"], ["ana"])]
+    assert api.walk("/v1/tags/été/posts") == []
+    assert search(api, "ete", "tags") == []
+    assert ids(api.walk("/v1/tags/beach/posts")) == [post["id"]]

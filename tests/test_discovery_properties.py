@@ -144,6 +144,27 @@ def test_every_account_is_found_by_its_exact_username_and_prefixes_rank_as_the_o
                 assert walk(q) == exact + [people[m][0] for m in others], q
 
 
+def test_a_crowded_prefix_ranks_its_oldest_candidates_and_the_exact_username_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound on the accounts one query ranks (ACCOUNT_CANDIDATES): past it, newer
+    accounts are not ranked for the prefix however followed they are, but the exact
+    username is always found, first; a follow writes nothing in search."""
+    from projections import search as search_module
+
+    monkeypatch.setattr(search_module, "ACCOUNT_CANDIDATES", 3)
+    ids = [id_at(NOW) for _ in range(5)]
+    events = [ev(AccountRegistered(i, f"al{n}", "", "h"), f"account-{i}") for n, i in enumerate(ids)]
+    follows = [ev(Followed(ids[a], ids[b], id_at(NOW)), f"follow-{a}-{b}") for a, b in ((0, 4), (1, 4), (2, 4), (0, 2))]
+    assert not any(search_module.Search().handles(e) for e in follows), "a follow must cost search nothing"
+    with tempfile.TemporaryDirectory() as tmp:
+        view = sqlite_store(tmp)
+        fold_into(view, events + follows)
+        assert [a.username for a in search_accounts(view, "al", None, None, 10)[0]] == ["al2", "al0", "al1"]
+        assert [a.username for a in search_accounts(view, "al4", None, None, 10)[0]] == ["al4"]
+        first, cursor = search_accounts(view, "al1", None, None, 1)
+        assert [a.username for a in first] == ["al1"] and cursor == ""
+        assert search_accounts(view, "al1", None, cursor, 5) == ([], None)
+
+
 # ----- explore: the decayed engagement score, computed from the events ---------------
 
 

@@ -21,25 +21,37 @@ import pytest
 
 from domain.events import (
     AccountRegistered,
+    Blocked,
     CommentAdded,
     CommentDeleted,
+    ConversationRead,
     EVENT_TYPES,
     DomainEvent,
     Event,
     Followed,
+    FollowRequestCancelled,
+    FollowRequestDeclined,
+    FollowRequested,
     ImageVariant,
     Liked,
     MediaRef,
+    MessageSent,
+    Muted,
+    NotificationsRead,
     PostCreated,
     PostDeleted,
     PostEdited,
     ProfileUpdated,
+    SessionsRevoked,
     TimelineRebuildRequested,
+    Unblocked,
     Unfollowed,
     Unliked,
+    Unmuted,
     new_event,
 )
 from domain.ids import IdGenerator
+from domain.rules import conversation_id
 from projections.posts import POSTS
 from projections.home_timeline import FANOUT_AUTHORS, PULL_SOURCES, TIMELINE_STATE
 from projections.registry import ProjectionSettings, all_projectors, all_tables
@@ -695,17 +707,55 @@ def test_apply_groups_keeps_each_groups_order(store: Any) -> None:
 
 
 class History:
-    """A made-up but plausible history of the network, built from domain events."""
+    """A made-up but plausible history of the network, built from domain events.
+
+    Each step picks one action from ACTIONS by weight; an action that does not apply
+    now (nothing to unlike yet) emits nothing. Every event type in EVENT_TYPES must be
+    emitted by some action (the fold test checks it): a new event type is one new
+    method and one new line in ACTIONS."""
+
+    ACTIONS: tuple[tuple[str, float], ...] = (
+        ("update_profile", 8),
+        ("follow", 18),
+        ("unfollow", 5),
+        ("request_follow", 5),
+        ("approve_request", 3),
+        ("decline_request", 2.5),
+        ("cancel_request", 2.5),
+        ("block", 3),
+        ("unblock", 2.5),
+        ("mute", 2.5),
+        ("unmute", 2),
+        ("create_post", 20),
+        ("edit_post", 4),
+        ("delete_post", 5),
+        ("like", 15),
+        ("unlike", 4),
+        ("request_timeline_rebuild", 3),
+        ("comment", 11),
+        ("delete_comment", 5),
+        ("revoke_sessions", 2),
+        ("read_notifications", 3),
+        ("send_message", 6),
+        ("read_conversation", 3),
+    )
+    NOT_EMITTED = frozenset({"MediaStored"})  # no projector reads it
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.ids = IdGenerator(worker=7)
         self.events: list[Event] = []
         self.accounts: list[str] = []
+        self.private: set[str] = set()
         self.posts: dict[str, str] = {}  # post id -> author
-        self.follows: set[tuple[str, str]] = set()
+        self.follows: set[tuple[str, str]] = set()  # (follower, followee)
+        self.requests: set[tuple[str, str]] = set()  # (requester, private account)
+        self.blocks: set[tuple[str, str]] = set()  # (blocker, blocked)
+        self.mutes: set[tuple[str, str]] = set()  # (muter, muted)
         self.likes: set[tuple[str, str]] = set()
         self.comments: dict[str, str] = {}  # comment id -> post id
+        self.sessions: dict[str, int] = {}  # account -> session generation
+        self.conversations: dict[str, str] = {}  # conversation id -> newest message id
         self.clock = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
     def emit(self, data: DomainEvent, stream: str, actor: str | None = None) -> None:
@@ -728,52 +778,166 @@ class History:
         self.emit(AccountRegistered(account, name, name.title(), "hash"), account, account)
 
     def step(self) -> None:
-        rng, a = self.rng, self.rng.choice(self.accounts)
-        roll = rng.random()
-        if roll < 0.08:
-            avatar = rng.choice([None, self.media()])
-            self.emit(ProfileUpdated(a, "New Name", "bio ✓", avatar, rng.random() < 0.3), a, a)
-        elif roll < 0.30:
-            other = rng.choice(self.accounts)
-            if other != a and (a, other) not in self.follows:
-                self.follows.add((a, other))
-                self.emit(Followed(a, other, self.new_id()), other, a)
-        elif roll < 0.36 and self.follows:
-            follower, followee = rng.choice(sorted(self.follows))
-            self.follows.discard((follower, followee))
-            self.emit(Unfollowed(follower, followee), followee, follower)
-        elif roll < 0.56:
-            post = self.new_id()
-            self.posts[post] = a
-            tags = tuple(rng.sample(["sun", "sea", "cat"], rng.randrange(3)))
-            self.emit(PostCreated(post, a, f"caption {post}", (self.media(),), tags, ()), post, a)
-        elif roll < 0.60 and self.posts:
-            post = rng.choice(sorted(self.posts))
-            self.emit(PostEdited(post, self.posts[post], "edited", ("sea",), ("user1",)), post, self.posts[post])
-        elif roll < 0.65 and self.posts:
-            post = rng.choice(sorted(self.posts))
+        names, weights = zip(*self.ACTIONS)
+        action = self.rng.choices(names, weights)[0]
+        getattr(self, action)(self.rng.choice(self.accounts))
+
+    def blocked(self, a: str, b: str) -> bool:
+        return (a, b) in self.blocks or (b, a) in self.blocks
+
+    def pick(self, pairs: set[tuple[str, str]]) -> tuple[str, str] | None:
+        return self.rng.choice(sorted(pairs)) if pairs else None
+
+    # ----- accounts and the follow graph (privacy included) -----
+
+    def update_profile(self, a: str) -> None:
+        avatar = self.rng.choice([None, self.media()])
+        private = self.rng.random() < 0.3
+        (self.private.add if private else self.private.discard)(a)
+        self.emit(ProfileUpdated(a, "New Name", "bio ✓", avatar, private), a, a)
+
+    def follow(self, a: str) -> None:
+        other = self.rng.choice(self.accounts)
+        if other != a and (a, other) not in self.follows and not self.blocked(a, other) and other not in self.private:
+            self.follows.add((a, other))
+            self.emit(Followed(a, other, self.new_id()), other, a)
+
+    def unfollow(self, a: str) -> None:
+        if (pair := self.pick(self.follows)) is not None:
+            self.follows.discard(pair)
+            self.emit(Unfollowed(*pair), pair[1], pair[0])
+
+    def request_follow(self, a: str) -> None:
+        other = self.rng.choice(sorted(self.private) or self.accounts)
+        pair = (a, other)
+        if other != a and pair not in self.follows and pair not in self.requests and not self.blocked(a, other):
+            self.requests.add(pair)
+            self.emit(FollowRequested(a, other, self.new_id()), f"follow-{a}-{other}", a)
+
+    def approve_request(self, a: str) -> None:
+        if (pair := self.pick(self.requests)) is not None:  # the owner appends the Followed
+            self.requests.discard(pair)
+            self.follows.add(pair)
+            self.emit(Followed(pair[0], pair[1], self.new_id()), f"follow-{pair[0]}-{pair[1]}", pair[1])
+
+    def decline_request(self, a: str) -> None:
+        if (pair := self.pick(self.requests)) is not None:
+            self.requests.discard(pair)
+            self.emit(FollowRequestDeclined(*pair), f"follow-{pair[0]}-{pair[1]}", pair[1])
+
+    def cancel_request(self, a: str) -> None:
+        if (pair := self.pick(self.requests)) is not None:
+            self.requests.discard(pair)
+            self.emit(FollowRequestCancelled(*pair), f"follow-{pair[0]}-{pair[1]}", pair[0])
+
+    def block(self, a: str) -> None:
+        """As commands.social does: Blocked, then each follow or request either way ends."""
+        other = self.rng.choice(self.accounts)
+        if other == a or (a, other) in self.blocks:
+            return
+        self.blocks.add((a, other))
+        self.emit(Blocked(a, other), f"block-{a}-{other}", a)
+        for x, y in ((a, other), (other, a)):
+            if (x, y) in self.follows:
+                self.follows.discard((x, y))
+                self.emit(Unfollowed(x, y), f"follow-{x}-{y}", a)
+            if (x, y) in self.requests:
+                self.requests.discard((x, y))
+                ended = FollowRequestCancelled(x, y) if x == a else FollowRequestDeclined(x, y)
+                self.emit(ended, f"follow-{x}-{y}", a)
+
+    def unblock(self, a: str) -> None:
+        if (pair := self.pick(self.blocks)) is not None:
+            self.blocks.discard(pair)
+            self.emit(Unblocked(*pair), f"block-{pair[0]}-{pair[1]}", pair[0])
+
+    def mute(self, a: str) -> None:
+        other = self.rng.choice(self.accounts)
+        if other != a and (a, other) not in self.mutes:
+            self.mutes.add((a, other))
+            self.emit(Muted(a, other), f"mute-{a}-{other}", a)
+
+    def unmute(self, a: str) -> None:
+        if (pair := self.pick(self.mutes)) is not None:
+            self.mutes.discard(pair)
+            self.emit(Unmuted(*pair), f"mute-{pair[0]}-{pair[1]}", pair[0])
+
+    def revoke_sessions(self, a: str) -> None:
+        self.sessions[a] = self.sessions.get(a, 0) + 1
+        self.emit(SessionsRevoked(a, self.sessions[a]), f"account-{a}", a)
+
+    def request_timeline_rebuild(self, a: str) -> None:
+        self.emit(TimelineRebuildRequested(a), f"timeline-{a}", a)
+
+    # ----- posts and engagement -----
+
+    def create_post(self, a: str) -> None:
+        post = self.new_id()
+        self.posts[post] = a
+        tags = tuple(self.rng.sample(["sun", "sea", "cat"], self.rng.randrange(3)))
+        self.emit(PostCreated(post, a, f"caption {post}", (self.media(),), tags, self.mentions()), post, a)
+
+    def edit_post(self, a: str) -> None:
+        if self.posts:
+            post = self.rng.choice(sorted(self.posts))
+            self.emit(PostEdited(post, self.posts[post], "edited", ("sea",), self.mentions()), post, self.posts[post])
+
+    def delete_post(self, a: str) -> None:
+        if self.posts:
+            post = self.rng.choice(sorted(self.posts))
             author = self.posts.pop(post)
             self.emit(PostDeleted(post, author), post, author)
-        elif roll < 0.80 and self.posts:
-            post = rng.choice(sorted(self.posts))
-            if (post, a) not in self.likes:
+
+    def like(self, a: str) -> None:
+        if self.posts:
+            post = self.rng.choice(sorted(self.posts))
+            if (post, a) not in self.likes and not self.blocked(a, self.posts[post]):
                 self.likes.add((post, a))
                 self.emit(Liked(post, a, self.posts[post], self.new_id()), post, a)
-        elif roll < 0.84 and self.likes:
-            post, liker = rng.choice(sorted(self.likes))
-            self.likes.discard((post, liker))
+
+    def unlike(self, a: str) -> None:
+        if (pair := self.pick(self.likes)) is not None:
+            post, liker = pair
+            self.likes.discard(pair)
             self.emit(Unliked(post, liker, self.posts.get(post, liker)), post, liker)
-        elif roll < 0.87:
-            self.emit(TimelineRebuildRequested(a), f"timeline-{a}", a)
-        elif roll < 0.95 and self.posts:
-            post = rng.choice(sorted(self.posts))
-            comment = self.new_id()
-            self.comments[comment] = post
-            self.emit(CommentAdded(comment, post, a, self.posts[post], f"nice {comment}"), post, a)
-        elif self.comments:
-            comment = rng.choice(sorted(self.comments))
+
+    def comment(self, a: str) -> None:
+        if self.posts:
+            post = self.rng.choice(sorted(self.posts))
+            if not self.blocked(a, self.posts[post]):
+                comment = self.new_id()
+                self.comments[comment] = post
+                self.emit(CommentAdded(comment, post, a, self.posts[post], f"nice {comment}", self.mentions()), post, a)
+
+    def delete_comment(self, a: str) -> None:
+        if self.comments:
+            comment = self.rng.choice(sorted(self.comments))
             post = self.comments.pop(comment)
             self.emit(CommentDeleted(comment, post, a), post, a)
+
+    def mentions(self) -> tuple[str, ...]:
+        """The account ids a text's @usernames resolved to (v2 events carry ids)."""
+        return tuple(self.rng.sample(self.accounts, self.rng.choice([0, 0, 1, 2])))
+
+    # ----- notifications and direct messages -----
+
+    def read_notifications(self, a: str) -> None:
+        self.emit(NotificationsRead(a, self.new_id()), f"notifications-{a}", a)  # seen up to now
+
+    def send_message(self, a: str) -> None:
+        other = self.rng.choice(self.accounts)
+        if other == a or self.blocked(a, other):
+            return
+        message, conversation = self.new_id(), conversation_id(a, other)
+        self.conversations[conversation] = message
+        media = (self.media(),) if self.rng.random() < 0.2 else ()
+        self.emit(MessageSent(message, conversation, a, other, f"hi {message}", media), f"message-{message}", a)
+
+    def read_conversation(self, a: str) -> None:
+        if self.conversations:
+            conversation = self.rng.choice(sorted(self.conversations))
+            reader = self.rng.choice(conversation.split("-"))
+            self.emit(ConversationRead(conversation, reader, self.conversations[conversation]), f"read-{conversation}-{reader}", reader)
 
     def delivered(self) -> list[Event]:
         """At-least-once delivery: some events arrive twice, a few again much later."""
@@ -786,7 +950,7 @@ class History:
         return out
 
 
-def generate_history(seed: int, accounts: int = 12, steps: int = 400) -> list[Event]:
+def generate_history(seed: int, accounts: int = 12, steps: int = 450) -> list[Event]:
     history = History(seed)
     for _ in range(accounts):
         history.register()
@@ -811,7 +975,7 @@ def test_every_projector_folds_to_the_same_rows_in_both_stores(both: tuple[Sqlit
     # The history must have exercised what it is meant to (trims, deletes, counts).
     assert any((r["floor"] or 0) > 0 for r in sqlite.dump(TIMELINE_STATE)), "no timeline was ever trimmed"
     assert sqlite.dump(PULL_SOURCES) or any(r["celebrity"] for r in sqlite.dump(FANOUT_AUTHORS)), "no celebrity"
-    assert {e.type for e in events} == set(EVENT_TYPES) - {"MediaStored"}, "every event type must occur"
+    assert {e.type for e in events} == set(EVENT_TYPES) - History.NOT_EMITTED, "every event type must occur"
     assert len(sqlite.dump(POSTS)) < sum(e.type == "PostCreated" for e in events), "some posts must be deleted"
     assert len(events) > 400
 

@@ -1,9 +1,10 @@
 """Explore, search as you type and who-to-follow in the web app, against a real server.
 
-Three people are set up through the HTTP API (finn posts, erin follows finn and likes the
-post, finn follows gus); erin then signs in through the web app and finds the post in the
-explore grid, finds people and hashtags by typing, and sees gus suggested both on the
-empty search page and on her profile. Any console error fails the test.
+Three people are set up through the HTTP API (finn posts, erin follows finn and likes
+the post and comments with a hashtag, finn follows gus); erin then signs in through the
+web app and finds the post in the explore grid, follows her comment's hashtag link,
+finds people and hashtags by typing, and sees gus suggested in her feed's side rail, on
+the empty search page and on her profile. Any console error fails the test.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def _setup(base: str, suffix: str) -> tuple[dict[str, str], str, str]:
         call("POST", f"/v1/accounts/{names['finn']}/follow", "erin")
         call("POST", f"/v1/accounts/{names['gus']}/follow", "finn")
         call("POST", f"/v1/posts/{post['id']}/like", "erin")
+        call("POST", f"/v1/posts/{post['id']}/comments", "erin", json={"text": f"so #Golden{suffix} @{names['finn']}"})
         # Read our own writes once, so that the pages below find everything projected.
         seen = http.get("/v1/explore", params={"limit": 100}, headers={"X-Consistency-Token": last}).json()
         assert post["id"] in [p["id"] for p in seen["items"]]
@@ -74,10 +76,22 @@ def test_explore_search_and_suggestions(server: str, browser, screenshots_dir) -
         page.get_by_role("button", name="Sign in", exact=True).click()
         expect(page).to_have_url(re.compile(r"#/$"))
 
+        # The feed's side rail suggests who to follow: gus, followed by finn.
+        rail = page.locator(".feed-rail .suggestions-section")
+        expect(rail.locator(".account-username")).to_have_text([names["gus"]])
+        expect(rail).to_contain_text("Followed by 1 person you follow")
+
         # The explore grid shows finn's liked post.
         page.goto(f"{server}/#/explore")
         expect(page.locator(f'.explore-grid .grid-item[data-post-id="{post_id}"]')).to_be_visible()
         page.screenshot(path=str(screenshots_dir / "explore-desktop.png"))
+
+        # A comment's hashtag and mention link as a caption's do.
+        page.goto(f"{server}/#/p/{post_id}")
+        comment = page.locator(".comment-text").filter(has_text=f"#Golden{suffix}")
+        expect(comment.locator(".mention-link")).to_have_attribute("href", f"#/u/{names['finn']}")
+        comment.locator(".tag-link").click()
+        expect(page).to_have_url(re.compile(rf"#/tags/golden{suffix}$"))
 
         # Search: nothing typed yet suggests gus (followed by finn, whom erin follows).
         page.goto(f"{server}/#/search")

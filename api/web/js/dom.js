@@ -101,8 +101,15 @@ export function icon(name, { filled = false, label = null, size = 24, cls = '' }
 
 // ---------------------------------------------------------------- text
 
-// #hashtag: letters, digits, underscore (any script). @mention: a username.
-const TOKEN_RE = /(#[\p{L}\p{N}_]+)|(@[a-z0-9._]{1,30})/giu;
+// #hashtag: letters, digits, underscore and combining marks (any script: "#नमस्ते" is
+// one word), as domain/rules.parse_tags reads captions and comments. @mention: a username.
+const TOKEN_RE = /(#[\p{L}\p{N}_][\p{L}\p{N}_\p{Mn}\p{Mc}]*)|(@[a-z0-9._]{1,30})/giu;
+const TAG_MAX_LENGTH = 100;
+
+/** The tag page a #tag links to: tags are compared in NFC lower case (normalize_tag). */
+export function tagHref(tag) {
+  return `#/tags/${encodeURIComponent(tag.replace(/^#/, '').normalize('NFC').toLowerCase())}`;
+}
 
 /** Split text into [{type: 'text'|'tag'|'mention', value}] pieces. */
 export function tokenize(text) {
@@ -114,6 +121,8 @@ export function tokenize(text) {
     let start = match.index;
     // "#" or "@" glued to a word (e.g. an e-mail address) is not a token.
     if (start > 0 && /[\p{L}\p{N}_]/u.test(source[start - 1])) continue;
+    // As the server: "&#" is an HTML entity, and all-digit or over-long tags are not tags.
+    if (match[1] && (source[start - 1] === '&' || /^#\p{Nd}+$/u.test(token) || token.length - 1 > TAG_MAX_LENGTH)) continue;
     if (match[2]) token = token.replace(/\.+$/, ''); // "@bob." ends a sentence
     if (token.length < 2) continue;
     if (start > last) out.push({ type: 'text', value: source.slice(last, start) });
@@ -130,7 +139,7 @@ export function richText(text) {
   for (const piece of tokenize(text)) {
     if (piece.type === 'text') frag.append(document.createTextNode(piece.value));
     else if (piece.type === 'tag') {
-      frag.append(h('a', { class: 'tag-link', href: `#/tags/${encodeURIComponent(piece.value.slice(1).toLowerCase())}` }, piece.value));
+      frag.append(h('a', { class: 'tag-link', href: tagHref(piece.value) }, piece.value));
     } else {
       frag.append(h('a', { class: 'mention-link', href: `#/u/${encodeURIComponent(piece.value.slice(1).toLowerCase())}` }, piece.value));
     }

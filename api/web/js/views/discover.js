@@ -91,7 +91,7 @@ export async function exploreView(root, { signal }) {
 
 /** "Suggested for you": accounts followed by the accounts `username` follows, with how
  * many of them follow each. Null when there is nothing to suggest (or no server support). */
-export async function suggestionsSection(username, { signal, max = 6, title = 'Suggested for you' } = {}) {
+export async function suggestionsSection(username, { signal, max = 6, title = 'Suggested for you', onFollowChange = null } = {}) {
   let data;
   try {
     data = await api(`/v1/accounts/${encodeURIComponent(username)}/suggestions`, { query: { limit: max }, signal });
@@ -104,7 +104,7 @@ export async function suggestionsSection(username, { signal, max = 6, title = 'S
   return h('section', { class: 'suggestions suggestions-section', 'aria-label': title },
     h('h2', { class: 'rail-title muted' }, title),
     h('ul', { class: 'account-list' }, items.map((a) => {
-      const row = accountRow(a);
+      const row = accountRow(a, { onFollowChange });
       const names = row.querySelector('.account-names');
       names?.append(h('span', { class: 'muted small suggestion-why' },
         `Followed by ${plural(a.followed_by_count || 0, 'person', 'people')} you follow`));

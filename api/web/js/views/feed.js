@@ -3,12 +3,15 @@ import { api, following, lister, session } from '../api.js';
 import { accountRow, infiniteList } from '../components.js';
 import { avatar, emptyState, h, userHref } from '../dom.js';
 import { postCard } from '../post.js';
+import { suggestionsSection } from './discover.js';
 
-/** Up to `max` accounts worth following, from the explore posts' authors. */
+/** Up to `max` authors of explore posts the reader does not follow yet: what the empty
+ * feed offers someone who follows nobody (who-to-follow is friends of friends, so it
+ * has nothing for them). */
 // Explore may not exist on an older server: ask once per tab, not on every visit.
 const EXPLORE_MISSING = 'photostream.exploreMissing';
 
-async function suggestions(signal, max = 5) {
+async function exploreAuthors(signal, max = 5) {
   if (sessionStorage.getItem(EXPLORE_MISSING)) return [];
   let data;
   try {
@@ -84,10 +87,13 @@ export async function feedView(root, { signal }) {
             h('a', { class: 'btn btn-secondary', href: '#/new' }, 'Share a photo')),
         }));
       box.append(h('div', { class: 'row center feed-refresh' }, refresh));
-      suggestions(signal, 8).then((accs) => {
-        const boxed = suggestionsBox(accs, 'People to follow', () => { refresh.hidden = false; });
+      const onFollowChange = () => { refresh.hidden = false; };
+      const peopleToFollow = async () => (me
+        && await suggestionsSection(me.username, { signal, max: 8, title: 'People to follow', onFollowChange }))
+        || suggestionsBox(await exploreAuthors(signal, 8), 'People to follow', onFollowChange);
+      peopleToFollow().then((boxed) => {
         if (boxed && !signal.aborted) box.append(boxed);
-      });
+      }).catch(() => {});
       return box;
     },
     unavailable: () => emptyState({ iconName: 'home', title: 'Your feed is on its way', text: "The home feed isn't available yet. Explore photos in the meantime.", action: h('a', { class: 'btn btn-primary', href: '#/explore' }, 'Explore') }),
@@ -95,8 +101,11 @@ export async function feedView(root, { signal }) {
   column.append(list.el);
 
   rail.append(railFoot);
-  suggestions(signal).then((accs) => {
-    const boxed = suggestionsBox(accs);
-    if (boxed && !signal.aborted) rail.insertBefore(boxed, railFoot);
-  });
+  // Who to follow: accounts followed by the people the reader follows (the same list as
+  // on the search page and their profile).
+  if (me) {
+    suggestionsSection(me.username, { signal, max: 5 }).then((section) => {
+      if (section && !signal.aborted) rail.insertBefore(section, railFoot);
+    }).catch(() => {});
+  }
 }

@@ -42,8 +42,7 @@ from domain.events import (
 from domain.ids import EPOCH_MS, SEQUENCE_BITS, WORKER_BITS
 from projections import notifications as notif
 from projections.following import FOLLOWING
-from projections.home_timeline import feed_page
-from projections.queries import post_by_id, posts_by_id
+from projections.queries import home_feed, post_by_id
 from projections.store import ReadView
 from streams.event_store import ConsistencyToken
 
@@ -276,10 +275,10 @@ class LiveHub:
             items.append((int(n["activity_id"]), frame("notification", n["activity_id"], notification=n)))
         for m in live_views.messages_since(view, account, since):
             items.append((int(m["id"]), frame("message", m["id"], message=m)))
-        ids, _ = feed_page(view, account, None, RESUME_POSTS)
-        fresh = [i for i in ids if i > since]
-        for p in posts_by_id(view, fresh, account):
-            items.append((p.id, frame("post", p.id, post=post_json(p))))
+        # The feed as the reader would read it (mutes and visibility applied).
+        for p in home_feed(view, account, None, RESUME_POSTS).items:
+            if p.id > since:
+                items.append((p.id, frame("post", p.id, post=post_json(p))))
         items.sort(key=lambda item: item[0])
         return [data for _, data in items] + [self._unread_frame(view, account)]
 

@@ -7,7 +7,7 @@ import dataclasses
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Header, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from commands.context import Actor, Done
@@ -90,20 +90,12 @@ def actor(request: Request, account_id: Annotated[str, Depends(current_account)]
     return Actor(account_id, CORRELATION_ID.get() or request.headers.get("x-correlation-id") or None)
 
 
-async def consistent(
-    backend: BackendDep,
-    request: Request,
-    token: Annotated[str | None, Header(alias=TOKEN_HEADER)] = None,
-) -> None:
-    """Read-your-writes: wait until the read models have caught up with the token."""
-    if not token:
+async def consistent(backend: BackendDep, request: Request) -> None:
+    """Read-your-writes: wait until the read models have caught up with the token the
+    request carried (checked and parsed once by api.middleware, 400 there if malformed)."""
+    wanted: ConsistencyToken | None = getattr(request.state, "consistency_token", None)
+    if wanted is None:
         return
-    if len(token) > 512:
-        raise HttpError(400, "X-Consistency-Token is longer than any token this server issues")
-    try:
-        wanted = ConsistencyToken.decode(token)
-    except ValueError as exc:
-        raise HttpError(400, str(exc)) from exc
     if not await backend.wait_for(wanted, backend.settings.consistency_wait_seconds):
         request.state.consistency_stale = True  # api.middleware adds X-Consistency: stale
 

@@ -86,11 +86,15 @@ class PhotostreamMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)
             return
-        sent = headers.get(b"x-consistency-token")
-        problem = _token_problem(sent) if sent else None
-        if problem:
-            await _answer(send, 400, problem)
-            return
+        sent_header = headers.get(b"x-consistency-token")
+        sent: ConsistencyToken | None = None
+        if sent_header:
+            sent, problem = _parse_token(sent_header)
+            if problem:
+                await _answer(send, 400, problem)
+                return
+            # Reads wait on it (api.http.consistent) without parsing it again.
+            scope.setdefault("state", {})["consistency_token"] = sent
         received = 0
         started = time.perf_counter()
         status_seen = 0
@@ -139,19 +143,18 @@ class PhotostreamMiddleware:
                 self.observe(scope["method"], path, status_seen, time.perf_counter() - started)
 
 
-def _token_problem(sent: bytes) -> str | None:
+def _parse_token(sent: bytes) -> tuple[ConsistencyToken | None, str | None]:
+    """The request's token, or why it is refused (checked once, here, for every route)."""
     if len(sent) > MAX_TOKEN_LENGTH:
-        return "X-Consistency-Token is longer than any token this server issues"
+        return None, "X-Consistency-Token is longer than any token this server issues"
     try:
-        ConsistencyToken.decode(sent.decode("ascii"))
+        return ConsistencyToken.decode(sent.decode("ascii")), None
     except (ValueError, UnicodeError):
-        return "X-Consistency-Token is not a token this server issued; send back the one an answer carried"
-    return None
+        return None, "X-Consistency-Token is not a token this server issued; send back the one an answer carried"
 
 
-def _merge_token(headers: list[tuple[bytes, bytes]], sent: bytes) -> list[tuple[bytes, bytes]]:
-    """The answer's token merged with the request's (checked on the way in)."""
-    theirs = ConsistencyToken.decode(sent.decode("ascii"))
+def _merge_token(headers: list[tuple[bytes, bytes]], theirs: ConsistencyToken) -> list[tuple[bytes, bytes]]:
+    """The answer's token merged with the request's."""
     merged = []
     for name, value in headers:
         if name.lower() == b"x-consistency-token":

@@ -67,6 +67,14 @@ def _serve_command(port: int, data_dir: Path) -> list[str]:
     return [sys.executable, "-c", "from api.cli import main; main()", *args]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A renderer stuck in a script loop answers no protocol call, so Playwright's own
+    # timeouts never fire; this one does.
+    for item in items:
+        if item.get_closest_marker("browser") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(180))
+
+
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running photostream server (started here unless given)."""

@@ -42,6 +42,7 @@ def test_alice_sees_bobs_like_and_message_arrive_live(server: str, browser) -> N
     expect.set_options(timeout=15_000)
     suffix = str(int(time.time() * 1000))[-6:]
     alice, bob = account(server, f"alice_live_{suffix}"), account(server, f"bob_live_{suffix}")
+    carol = account(server, f"carol_live_{suffix}")
     auth = {"Authorization": f"Bearer {alice['token']}"}
     media = httpx.post(f"{server}/v1/media", headers=auth, files={"file": ("p.jpg", jpeg(), "image/jpeg")}, timeout=30).json()
     post = httpx.post(f"{server}/v1/posts", headers=auth, json={"caption": "live!", "media_ids": [media["id"]]}, timeout=30).json()
@@ -67,9 +68,21 @@ def test_alice_sees_bobs_like_and_message_arrive_live(server: str, browser) -> N
         expect(row).to_contain_text(f"{bob['account']['username']} liked your photo.")
         expect(badge).to_be_hidden()
 
-        # Bob writes to her; the conversation she opens takes his next message live.
+        # Bob opens his inbox and starts typing; Carol writes to him meanwhile: her
+        # conversation appears at once and what he typed stays.
         b.goto(f"{server}/#/messages")
         b.get_by_role("textbox", name="To", exact=True).fill(alice["account"]["username"])
+        from_carol = httpx.post(
+            f"{server}/v1/messages",
+            headers={"Authorization": f"Bearer {carol['token']}"},
+            json={"to": bob["account"]["username"], "text": "hi bob"},
+            timeout=30,
+        )
+        assert from_carol.status_code == 201, from_carol.text
+        expect(b.locator(".conversation-row")).to_contain_text([carol["account"]["username"]])
+        expect(b.get_by_role("textbox", name="To", exact=True)).to_have_value(alice["account"]["username"])
+
+        # Bob writes to her; the conversation she opens takes his next message live.
         b.get_by_role("textbox", name="Message", exact=True).fill("saw your photo!")
         with b.expect_response(lambda r: r.url.endswith("/v1/messages") and r.request.method == "POST") as sent:
             b.get_by_role("button", name="Send").click()
@@ -84,12 +97,5 @@ def test_alice_sees_bobs_like_and_message_arrive_live(server: str, browser) -> N
         expect(a.locator(".bubble")).to_have_text(["saw your photo!", "second one"])
         assert errors == [], errors
     finally:
-        # Leave the app first: closing a context whose page still holds the live
-        # WebSocket has hung Chromium's teardown on a loaded box.
-        for page in (a, b):
-            try:
-                page.goto("about:blank", timeout=10_000)
-            except Exception:  # noqa: BLE001 - teardown goes on regardless
-                pass
         a_ctx.close()
         b_ctx.close()

@@ -46,7 +46,9 @@ class Live {
   }
 
   emit(type, data) {
-    for (const fn of this.listeners.get(type) || []) {
+    // A snapshot: a listener that re-renders its page removes itself and adds its
+    // successor, and a live Set would hand the same event to that successor, forever.
+    for (const fn of [...(this.listeners.get(type) || [])]) {
       try {
         fn(data);
       } catch (err) {

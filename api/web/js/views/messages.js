@@ -46,7 +46,7 @@ export async function messagesView(root, { signal }) {
     location.hash = `#/messages/${sent.conversation_id}`;
   });
   start.prepend(to);
-  const list = infiniteList({
+  const conversations = () => infiniteList({
     fetchPage: lister('/v1/conversations', { limit: 20 }),
     renderItem: conversationRow,
     signal,
@@ -55,8 +55,14 @@ export async function messagesView(root, { signal }) {
     label: 'Conversations',
     empty: () => emptyState({ iconName: 'message', title: 'Your messages', text: 'Send a private message to someone.' }),
   });
+  let list = conversations();
   root.append(h('h1', { class: 'page-title' }, 'Messages'), start, list.el);
-  const off = live.on('message', () => window.dispatchEvent(new HashChangeEvent('hashchange')));
+  // A new message reorders the inbox: reload the list in place (the form keeps what is typed).
+  const off = live.on('message', () => {
+    const fresh = conversations();
+    list.el.replaceWith(fresh.el);
+    list = fresh;
+  });
   signal.addEventListener('abort', off);
 }
 

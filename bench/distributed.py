@@ -38,22 +38,19 @@ import asyncio
 import datetime as dt
 import json
 import os
-import platform
 import random
 import re
-import secrets
 import shlex
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -62,9 +59,11 @@ sys.path.insert(1, str(REPO))
 
 import httpx  # noqa: E402
 
-from feed_latency import free_port, parse_wrk  # noqa: E402
-
-DEFAULT_GRAPH = REPO.parent / "shared" / "datasets" / "socfb-Reed98" / "socfb-Reed98.edges"
+from feed_latency import parse_wrk  # noqa: E402
+from harness import (  # noqa: E402
+    DEFAULT_GRAPH, CpuMeter, Deployment, add_stack_arguments, cpu_seconds, create_topic, fmt_cpu, fmt_load, fmt_rate,
+    machine, median, pct, run_async, say, shown,
+)
 PROFILES = {
     # flag: (full, quick)
     "max_accounts": (None, 150),
@@ -165,64 +164,7 @@ end
 DELAY_LUA = "\nfunction delay()\n  return @DELAY@\nend\n"
 
 
-# ----- small helpers ---------------------------------------------------------------------
-
-
-def now() -> str:
-    return dt.datetime.now().strftime("%H:%M:%S")
-
-
-def say(message: str) -> None:
-    print(f"[{now()}] {message}", flush=True)
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (nearest rank)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def machine() -> dict[str, Any]:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
-    except (OSError, AttributeError):
-        mem_kib = 0
-    return {
-        "cores": os.cpu_count(),
-        "cpu": model,
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "load": os.getloadavg(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
-
-
-def fmt_rate(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def fmt_load(load: Sequence[float]) -> str:
-    return " / ".join(f"{x:.2f}" for x in load)
-
-
 # ----- Kafka ------------------------------------------------------------------------------
-
-
-def run_async(coro: Any) -> Any:
-    return asyncio.run(coro)
-
 
 async def _read_range(bootstrap: str, topic: str, start: dict[int, int], end: dict[int, int]) -> list[tuple[int, int, int, bytes]]:
     """Records [start, end) of each partition: (partition, offset, timestamp ms, value)."""
@@ -253,36 +195,6 @@ async def _read_range(bootstrap: str, topic: str, start: dict[int, int], end: di
     finally:
         await consumer.stop()
     return out
-
-
-async def _admin(bootstrap: str, action: Callable[[Any], Any]) -> Any:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return await action(admin)
-    finally:
-        await admin.close()
-
-
-def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    from aiokafka.admin import NewTopic
-
-    async def act(admin: Any) -> None:
-        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-
-    run_async(_admin(bootstrap, act))
-
-
-def delete_topics_matching(bootstrap: str, wanted: Callable[[str], bool]) -> list[str]:
-    async def act(admin: Any) -> list[str]:
-        names = [t for t in await admin.list_topics() if wanted(t)]
-        if names:
-            await admin.delete_topics(names)
-        return names
-
-    return run_async(_admin(bootstrap, act))
 
 
 class KafkaTool:
@@ -338,40 +250,6 @@ class KafkaTool:
             self._run(go())
         finally:
             self.loop.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of one process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-class CpuMeter:
-    """CPU use of named processes over a phase, in % of one core; `machine` is the whole
-    box (all processes, other people's too) in % of one core, out of cores x 100."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = {k: v for k, v in pids.items() if v}
-        self.start = {k: cpu_seconds(v) for k, v in self.pids.items()}
-        self.busy = machine_busy()
-        self.t0 = time.perf_counter()
-
-    def stop(self) -> dict[str, float]:
-        wall = time.perf_counter() - self.t0
-        busy, total = machine_busy()
-        out = {k: 100 * (cpu_seconds(v) - self.start[k]) / wall for k, v in self.pids.items()}
-        out["machine"] = 100 * (os.cpu_count() or 1) * (busy - self.busy[0]) / max(total - self.busy[1], 1)
-        return out
 
 
 def py_spy() -> str | None:
@@ -472,22 +350,6 @@ def fmt_profile(prof: dict[str, Any]) -> list[str]:
     return out
 
 
-def stack_pids() -> dict[str, int]:
-    from stack.layout import Layout
-
-    pids = {}
-    for service in ("kafka", "cassandra", "minio"):
-        try:
-            pids[service] = int(json.loads(Layout.default().pid_file(service).read_text())["pid"])
-        except (OSError, ValueError, KeyError):
-            pass
-    return pids
-
-
-def fmt_cpu(cpu: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items())
-
-
 # ----- the bench --------------------------------------------------------------------------
 
 
@@ -560,106 +422,22 @@ class RecordingView:
         return self.inner.scan_many(table, partitions, **kw)
 
 
-class Bench:
+class Bench(Deployment):
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.name = args.name
-        self.topic = f"bench.{self.name}"
-        self.keyspace = "bench_" + re.sub(r"[^a-z0-9_]", "_", self.name.lower())
+        args.backend = "distributed"
+        keyspace = "bench_" + re.sub(r"[^a-z0-9_]", "_", args.name.lower())
+        super().__init__(args, extra_keyspaces=[keyspace + "_raw"])
         self.raw_keyspace = self.keyspace + "_raw"
-        self.bucket = "bench-" + re.sub(r"[^a-z0-9-]", "-", self.name.lower())
         self.pp_topic = f"{self.topic}.producer-perf"
-        self.data_dir = Path(args.data_root) / f"bench-{self.name}"
-        self.secret = secrets.token_urlsafe(32)
-        access, _, host = args.s3.rpartition("@")
-        self.s3_host, self.s3_access = host, access
-        self.env = dict(
-            os.environ,
-            PHOTOSTREAM_EVENT_STORE=f"kafka://{args.kafka}?topic={self.topic}&partitions={args.partitions}",
-            PHOTOSTREAM_READ_STORE=f"cassandra://{args.cassandra}/{self.keyspace}",
-            PHOTOSTREAM_MEDIA_STORE=f"s3://{args.s3}/{self.bucket}",
-            PHOTOSTREAM_DATA_DIR=str(self.data_dir),
-            PHOTOSTREAM_SECRET_KEY=self.secret,
-        )
-        for key in ("PHOTOSTREAM_CELEBRITY_THRESHOLD", "PHOTOSTREAM_TIMELINE_MAX"):
-            self.env.pop(key, None)  # the defaults are what is measured
-        self.exe = str(Path(sys.executable).parent / "photostream")
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.url = ""
-        self.cluster: Any = None
-        self.session: Any = None
         self.shadow: Any = None
         self.raw_store: Any = None
         self.projectors: list[Any] = []
         self.lanes = args.partitions
         self.results: dict[str, Any] = {"runs": []}
         self.started = time.perf_counter()
-        self.owned = False  # set once the scratch names are known to be ours: cleanup drops only those
         self.kafka = KafkaTool(args.kafka)
-        self.stack = stack_pids()
-
-    # ----- processes -----------------------------------------------------------------
-
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.data_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir)
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            say(f"{name} (pid {proc.pid}) did not stop in {timeout:.0f}s; killing it")
-            proc.kill()
-            proc.wait(timeout=30)
-
-    def start_serve(self) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.spawn("serve", [self.exe, "serve", "--port", str(port), "--log-level", "warning"])
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.procs["serve"].poll() is not None:
-                raise RuntimeError(f"photostream serve exited; see {self.data_dir / 'serve.log'}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("photostream serve did not become ready in 120 s")
-
-    def start_worker(self) -> tuple[float, float]:
-        """Start one worker; returns (spawn time, ready time) on the perf_counter clock."""
-        log = self.data_dir / "worker.log"
-        seen = log.stat().st_size if log.exists() else 0
-        spawned = time.perf_counter()
-        self.spawn("worker", [self.exe, "worker", "--threads", str(self.args.worker_threads), "--log-level", "info"])
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.procs["worker"].poll() is not None:
-                raise RuntimeError(f"photostream worker exited; see {log}")
-            with open(log, "rb") as f:
-                f.seek(seen)
-                if b"Worker]: Ready" in f.read():
-                    return spawned, time.perf_counter()
-            time.sleep(0.05)
-        raise RuntimeError(f"the worker did not report ready in 180 s; see {log}")
 
     # ----- stores ----------------------------------------------------------------------
-
-    def connect_cassandra(self) -> None:
-        from cassandra.cluster import Cluster
-
-        host, _, port = self.args.cassandra.partition(":")
-        self.cluster = Cluster([host], port=int(port or 9042), protocol_version=5)
-        self.session = self.cluster.connect()
 
     def ends(self, topic: str | None = None) -> dict[int, int]:
         return self.kafka.ends(topic or self.topic, self.args.partitions)
@@ -765,47 +543,19 @@ class Bench:
 
     # ----- setup ----------------------------------------------------------------------------
 
-    def ours(self, topic: str) -> bool:
-        """The topics of this run: the events topic, its lanes and scratch topics, Faust's own."""
-        return (
-            topic == self.topic
-            or topic.startswith(self.topic + ".")
-            or topic.startswith(f"photostream-projections-{self.topic}-")
-        )
-
     def prepare(self) -> None:
         from projections.registry import ProjectionSettings, all_projectors
 
-        if self.data_dir.exists():
-            raise SystemExit(f"{self.data_dir} exists; pick another --name")
-        taken = run_async(_admin(self.args.kafka, lambda admin: admin.list_topics()))
-        if any(self.ours(t) for t in taken):
-            raise SystemExit(f"topic {self.topic} (or its lanes) exists; pick another --name")
-        self.connect_cassandra()
-        rows = self.session.execute("SELECT keyspace_name FROM system_schema.keyspaces")
-        if {self.keyspace, self.raw_keyspace} & {r.keyspace_name for r in rows}:
-            raise SystemExit(f"keyspace {self.keyspace} exists; pick another --name")
-        self.owned = True
-        self.data_dir.mkdir(parents=True)
+        super().prepare()
         self.projectors = all_projectors(ProjectionSettings())
-        say(f"migrate: topic {self.topic}, keyspace {self.keyspace}, bucket {self.bucket}")
-        subprocess.run([self.exe, "migrate"], env=self.env, check=True, capture_output=True, cwd=self.data_dir)
 
     def seed(self) -> None:
         a = self.args
-        argv = [self.exe, "seed", "--graph", str(a.graph), "--posts-per-account", str(a.posts_per_account)]
-        if a.max_accounts:
-            argv += ["--max-accounts", str(a.max_accounts)]
-        say("seed: " + shlex.join(argv[1:]) + "  (worker stopped)")
-        started = time.perf_counter()
-        done = subprocess.run(argv, env=self.env, capture_output=True, text=True, cwd=self.data_dir)
-        seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"seeding failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        report = next((l for l in done.stdout.splitlines() if l.startswith("seeded ")), done.stdout.strip()[-300:])
+        seeded = self.seed_graph(a.graph, a.posts_per_account, a.max_accounts)
+        seconds, report = seeded["seconds"], seeded["report"]
         ends = self.ends()
         events = sum(ends.values())
-        self.results["seed"] = {"seconds": seconds, "report": report, "events": events, "command": "photostream " + shlex.join(argv[1:]).replace(str(a.graph), _shown(a.graph))}
+        self.results["seed"] = {**seeded, "events": events}
         say(f"  {report}; {seconds:.1f}s wall, {events:,} events in the log")
         # the backlog of the seed: one worker projects it
         catch = self.catch_up(ends, events, "seed backlog")
@@ -818,18 +568,16 @@ class Bench:
 
     def load_people(self) -> None:
         """Accounts, tokens (minted with the server's secret), posts and the graph."""
-        from api.auth import TokenSigner
         from api.seed import read_edges
 
         nodes, edges = read_edges(self.args.graph, self.args.max_accounts)
         ids = {r.username: r.account_id for r in self.session.execute(f"SELECT account_id, username FROM {self.keyspace}.accounts")}
-        signer = TokenSigner(self.secret.encode(), 7 * 86400)
         self.nodes = [n for n in nodes if f"user{n}" in ids]
         if len(self.nodes) != len(nodes):
             raise RuntimeError(f"only {len(self.nodes)} of {len(nodes)} seeded accounts are in the read model")
         self.index = {n: i for i, n in enumerate(self.nodes)}
         self.account_ids = [int(ids[f"user{n}"]) for n in self.nodes]
-        self.tokens = [signer.issue(str(i)) for i in self.account_ids]
+        self.tokens = self.tokens_for(self.account_ids)
         self.neighbours: dict[int, list[int]] = defaultdict(list)
         for x, y in edges:
             self.neighbours[self.index[x]].append(self.index[y])
@@ -1362,49 +1110,7 @@ class Bench:
             self.kafka.close()
         except Exception:  # noqa: BLE001
             pass
-        if not self.owned:
-            return
-        if self.args.keep:
-            say(f"--keep: leaving topic {self.topic}*, keyspaces {self.keyspace}(_raw), bucket {self.bucket}, {self.data_dir}")
-            return
-        say("cleanup: topics, consumer group, keyspaces, bucket, data folder")
-        try:
-            gone = delete_topics_matching(self.args.kafka, self.ours)
-            say(f"  dropped {len(gone)} topics")
-        except Exception as exc:  # noqa: BLE001 - clean up as much as possible
-            say(f"  could not drop the topics: {exc}")
-        try:
-            from stack.layout import Layout
-
-            lib = Layout.default().kafka_home / "lib"
-            subprocess.run(
-                ["java", "-cp", f"{lib}/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-                 "--bootstrap-server", self.args.kafka, "--delete", "--group", f"photostream-projections-{self.topic}"],
-                capture_output=True, timeout=120,
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001
-            say(f"  could not drop the consumer group: {exc}")
-        if self.session is not None:
-            for ks in (self.keyspace, self.raw_keyspace):
-                try:
-                    self.session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=120)
-                except Exception as exc:  # noqa: BLE001
-                    say(f"  could not drop keyspace {ks}: {exc}")
-            self.cluster.shutdown()
-        try:
-            from minio import Minio
-            from minio.deleteobjects import DeleteObject
-
-            key, _, secret = self.s3_access.partition(":")
-            client = Minio(self.s3_host, access_key=key, secret_key=secret, secure=False)
-            if client.bucket_exists(self.bucket):
-                objects = [DeleteObject(o.object_name) for o in client.list_objects(self.bucket, recursive=True)]
-                for error in client.remove_objects(self.bucket, objects):
-                    say(f"  could not delete {error}")
-                client.remove_bucket(self.bucket)
-        except Exception as exc:  # noqa: BLE001
-            say(f"  could not drop bucket {self.bucket}: {exc}")
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        super().cleanup()
 
 
 # ----- report -----------------------------------------------------------------------------
@@ -1447,7 +1153,7 @@ def report_markdown(b: Bench, s: dict[str, Any]) -> str:
     lines = [
         f"# Distributed pipeline: figures beside their limits ({dt.date.today().isoformat()}{', quick' if a.quick else ''})",
         "",
-        f"Command: `{shlex.join([_shown(Path(sys.executable)), 'bench/distributed.py', *sys.argv[1:]])}` (in the repository) — "
+        f"Command: `{shlex.join([shown(Path(sys.executable)), 'bench/distributed.py', *sys.argv[1:]])}` (in the repository) — "
         f"took {res['seconds'] / 60:.1f} min.",
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}, Python {m['python']}. "
@@ -1631,13 +1337,6 @@ def report_markdown(b: Bench, s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _shown(path: Path) -> str:
-    """A path as a reader of the report can use it: relative to the repository when inside
-    or beside it, else as is."""
-    shown = os.path.relpath(path, REPO)
-    return shown if not shown.startswith("../..") else str(path)
-
-
 def observations(b: Bench, s: dict[str, Any]) -> list[str]:
     """Plain statements read off this run's numbers (no judgement baked in)."""
     res = b.results
@@ -1793,16 +1492,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--background-rate", type=float, default=0.0, help="target requests/s of the background mix during freshness "
                    "(default: half of the smaller of the measured API and worker rates)")  # fmt: skip
     g.add_argument("--background-connections", type=int, default=8, help="wrk connections of the background load (default 8)")
-    g = p.add_argument_group("services and scratch names")
-    g.add_argument("--kafka", default="127.0.0.1:9092", help="Kafka bootstrap server (default %(default)s)")
-    g.add_argument("--cassandra", default="127.0.0.1:9042", help="Cassandra host:port (default %(default)s)")
-    g.add_argument("--s3", default="photostream:photostream-secret@127.0.0.1:9000", help="MinIO ACCESS:SECRET@host:port (default: the local stack's)")
-    g.add_argument("--partitions", type=int, default=12, help="partitions of the scratch events topic (default 12)")
-    g.add_argument("--name", default="dist" + dt.datetime.now().strftime("%Y%m%d%H%M%S"), help="scratch name: topic bench.NAME, "
-                   "keyspace bench_NAME (+ _raw), bucket bench-NAME, folder DATA_ROOT/bench-NAME (default: dist<timestamp>)")  # fmt: skip
-    g.add_argument("--data-root", default="/tmp", help="where the scratch data folder goes (default /tmp)")
+    g = p.add_argument_group("services and scratch names (the keyspace also has a scratch twin, bench_NAME_raw)")
+    add_stack_arguments(g, "dist")
     g.add_argument("--out-dir", type=Path, default=BENCH / "results", help="where the .md and .png go (default bench/results)")
-    g.add_argument("--keep", action="store_true", help="leave the topics, keyspaces, bucket and data folder (for debugging)")
     args = p.parse_args(argv)
     for name, (full, quick) in PROFILES.items():
         if getattr(args, name) is None:

@@ -545,6 +545,8 @@ class LoadTest(Deployment):
         m = self.results["machine"]
         say(f"machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, load average at start {fmt_load(m['load'])}")
         self.setup()
+        self.wait_for_quiet()
+        self.results["load_at_measure"] = os.getloadavg()
         if a.rate:
             rate = a.rate
             say(f"--rate {rate:g}: no step-up")
@@ -555,6 +557,36 @@ class LoadTest(Deployment):
         self.hold(rate)
         self.results["convergence"] = self.convergence()
         self.results["load_at_end"] = os.getloadavg()
+        self.results["server_logs"] = self.log_errors()
+
+    def wait_for_quiet(self) -> None:
+        """--wait-load: the box is shared; wait (up to --wait-minutes) for the 1-minute load
+        average to drop under the bound before measuring. The deployment idles meanwhile."""
+        a = self.args
+        if not a.wait_load:
+            return
+        deadline = time.monotonic() + a.wait_minutes * 60
+        load = os.getloadavg()[0]
+        if load >= a.wait_load:
+            say(f"waiting (at most {a.wait_minutes:g} min) for the load average to drop under {a.wait_load:g} (now {load:.2f})")
+        while load >= a.wait_load and time.monotonic() < deadline:
+            time.sleep(10)
+            load = os.getloadavg()[0]
+        self.results["waited_for_load"] = {"bound": a.wait_load, "load": os.getloadavg(), "reached": load < a.wait_load}
+        say(f"load average {fmt_load(os.getloadavg())}: {'under' if load < a.wait_load else 'still over'} {a.wait_load:g}; measuring")
+
+    def log_errors(self) -> dict[str, Any]:
+        """ERROR lines and tracebacks in the server's and the worker's logs (read before
+        the data folder goes)."""
+        out: dict[str, Any] = {}
+        for name in ("serve", "worker"):
+            path = self.data_dir / f"{name}.log"
+            if not path.exists():
+                continue
+            lines = path.read_text(errors="replace").splitlines()
+            bad = [l for l in lines if "ERROR" in l or "Traceback" in l or "CRITICAL" in l]
+            out[name] = {"lines": len(lines), "errors": len(bad), "first": bad[:5], "warnings": sum(1 for l in lines if "WARNING" in l)}
+        return out
 
     def cleanup(self) -> None:
         self.http.close()
@@ -715,7 +747,11 @@ def report_markdown(b: LoadTest, s: dict[str, Any], png: str | None) -> str:
         f"took {res['seconds'] / 60:.1f} min in all).",
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}, Python {m['python']}. "
-        f"**Load average at start {fmt_load(m['load'])}**; at the start of the hold {fmt_load(res['load_at_hold_start'])}, "
+        f"**Load average at start {fmt_load(m['load'])}**"
+        + (f" (then waited for it to drop under {res['waited_for_load']['bound']:g}: "
+           f"{'reached' if res['waited_for_load']['reached'] else 'not reached, measured anyway'}, {fmt_load(res['waited_for_load']['load'])})"
+           if res.get("waited_for_load") else "")
+        + f"; at the start of the measurements {fmt_load(res['load_at_measure'])}, at the start of the hold {fmt_load(res['load_at_hold_start'])}, "
         f"at its end {fmt_load(res['load_at_hold_end'])}. The box is shared: other people's test suites ran beside this, "
         "and Kafka, Cassandra and MinIO are the shared stack (their memory and CPU include everyone's use).",
         "",
@@ -752,6 +788,11 @@ def report_markdown(b: LoadTest, s: dict[str, Any], png: str | None) -> str:
         "",
         "4xx answers: " + ("none." if not four_xx(b.hold_run) else ""),
         *[f"- {x}" for x in four_xx(b.hold_run)],
+        "",
+        "Server logs over the whole run: " + "; ".join(
+            f"`{n}.log` {v['lines']:,} lines, {v['errors']} ERROR/Traceback lines, {v['warnings']} warnings" for n, v in res.get("server_logs", {}).items()
+        ) + ".",
+        *[f"    {line[:300]}" for v in res.get("server_logs", {}).values() for line in v["first"]],
         "",
         "## Finding the rate (step-up)",
         "",
@@ -928,6 +969,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout-s", type=float, default=30.0, help="wrk's request timeout (default 30)")
     p.add_argument("--sample-seconds", type=float, default=5.0, help="memory/CPU/lag sampling period (default 5)")
     p.add_argument("--converge-s", type=float, default=120.0, help="how long mismatching counts are read again (default 120)")
+    p.add_argument("--wait-load", type=float, default=0.0, help="after seeding, wait until the 1-minute load average is under "
+                   "this before measuring (the box is shared; default: do not wait)")  # fmt: skip
+    p.add_argument("--wait-minutes", type=float, default=30.0, help="... but at most this long (default 30)")
     g = p.add_argument_group("data")
     g.add_argument("--graph", type=Path, default=DEFAULT_GRAPH, help="edge list to seed (default: %(default)s)")
     g.add_argument("--max-accounts", type=int, default=None, help="seed only the first N nodes (default: all)")

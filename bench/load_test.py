@@ -45,6 +45,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import pickle
 import random
 import re
 import shlex
@@ -52,6 +53,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -542,6 +544,7 @@ class LoadTest(Deployment):
         a = self.args
         self.results["machine"] = machine()
         self.results["started"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.results["command"] = shlex.join(["python", "bench/load_test.py", *sys.argv[1:]])
         m = self.results["machine"]
         say(f"machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, load average at start {fmt_load(m['load'])}")
         self.setup()
@@ -743,7 +746,7 @@ def report_markdown(b: LoadTest, s: dict[str, Any], png: str | None) -> str:
     lines = [
         f"# Load test: a realistic mix held for {minutes:.1f} min ({b.backend} backend, {dt.date.today().isoformat()})",
         "",
-        f"Command: `{shlex.join(['python', 'bench/load_test.py', *sys.argv[1:]])}` (in the repository; started {res['started']}, "
+        f"Command: `{res['command']}` (in the repository; started {res['started']}, "
         f"took {res['seconds'] / 60:.1f} min in all).",
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}, Python {m['python']}. "
@@ -982,6 +985,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_stack_arguments(g, "load")
     g.add_argument("--out-dir", type=Path, default=BENCH / "results", help="where the .md, .json and .png go (default bench/results)")
     g.add_argument("--tag", default="", help="suffix of the output files: load-<date>[-TAG]")
+    p.add_argument("--report-from", metavar="PICKLE", help="only write the report again from the measurements a run kept "
+                   "(the path it printed); must be the first argument")  # fmt: skip
     args = p.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     args.graph = args.graph.resolve()
@@ -1003,6 +1008,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--report-from"]:
+        with open(sys.argv[2], "rb") as f:
+            report(pickle.load(f))
+        return
     args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -1016,9 +1025,23 @@ def main() -> None:
     try:
         bench.run()
         bench.results["seconds"] = time.perf_counter() - started
-        s = summary(bench)
     finally:
         bench.cleanup()
+    report(bench)
+
+
+def report(bench: LoadTest) -> None:
+    args = bench.args
+    # The measurements, kept where a crash of the report below cannot lose them
+    # (python bench/load_test.py --report-from PATH writes the report again).
+    keep = Path(tempfile.gettempdir()) / f"load-test-{args.name}.pickle"
+    bench.http = None  # type: ignore[assignment]
+    bench.procs = {}
+    bench.cluster = bench.session = None
+    with open(keep, "wb") as f:
+        pickle.dump(bench, f)
+    say(f"measurements kept in {keep}")
+    s = summary(bench)
     print_table(bench, s)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"load-{dt.date.today().isoformat()}" + (f"-{args.tag}" if args.tag else "")
@@ -1026,7 +1049,7 @@ def main() -> None:
     has_png = plot(bench, s, png)
     (args.out_dir / f"{stem}.md").write_text(report_markdown(bench, s, png.name if has_png else None))
     raw = {
-        "command": shlex.join(["python", "bench/load_test.py", *sys.argv[1:]]), "mix": MIX, **bench.results, "summary": s,
+        "mix": MIX, **bench.results, "summary": s,
         "samples": bench.samples,
     }  # fmt: skip
     (args.out_dir / f"{stem}.json").write_text(json.dumps(_jsonable(raw), indent=1, default=str))

@@ -964,7 +964,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", choices=("distributed", "embedded"), default="distributed", help="default: distributed (the local stack)")
     p.add_argument("--minutes", type=float, default=10.0, help="length of the hold (default 10)")
     p.add_argument("--rate", type=float, default=0.0, help="hold this many requests/s and skip the step-up")
-    p.add_argument("--rates", default="25,35,50,70,100,140,200,280,400", help="the step-up's rates, req/s (default %(default)s)")
+    p.add_argument("--rates", default="10,15,20,25,35,50,70,100,140,200,280,400", help="the step-up's rates, req/s (default %(default)s)")
     p.add_argument("--step-seconds", type=float, default=20.0, help="length of each step (default 20)")
     p.add_argument("--p99-ms", type=float, default=1000.0, help="a step is sustained only with its corrected p99 under this (default 1000)")
     p.add_argument("--max-lag-s", type=float, default=10.0, help="... and the projections at most this far behind at its end (default 10)")

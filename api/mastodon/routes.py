@@ -268,7 +268,7 @@ async def authorize_page(params: ParamsDep, backend: BackendDep) -> Response:
     return _form(client, uri, oauth.check_scopes(params.text("scope", max_length=200) or client.scopes), params.text("state", max_length=500) or "")
 
 
-@router.post("/oauth/authorize", response_class=HTMLResponse)
+@router.post("/oauth/authorize", response_class=HTMLResponse, responses={302: {"description": "to the app's redirect_uri with ?code= and ?state="}})
 async def authorize(request: Request, params: ParamsDep, backend: BackendDep) -> Response:
     """Sign in and authorize: a redirect to the app's redirect_uri with ?code= (or, for
     urn:ietf:wg:oauth:2.0:oob, a page showing the code)."""
@@ -280,7 +280,7 @@ async def authorize(request: Request, params: ParamsDep, backend: BackendDep) ->
     try:
         account = await account_commands.authenticate(backend.commands, username, params.text("password", max_length=1000) or "")
     except NotAuthenticated:
-        return _form(client, uri, scopes, state, "Wrong username or password.", 401)
+        return _form(client, uri, scopes, state, "Wrong username or password.")
     code = oauth.issue_code(backend, client, account.account_id, account.session_generation, uri, scopes)
     if uri == oauth.OOB:
         return HTMLResponse(f'<!doctype html><p>Copy this code into the app:</p><p><code id="code">{html.escape(code)}</code></p>', headers={"Cache-Control": "no-store"})

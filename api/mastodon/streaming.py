@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator
 import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from api.auth import InvalidToken
 from api.http import HttpError, JSONResponse
@@ -71,9 +71,9 @@ async def _account_of(backend: Any, token: str | None) -> int:
     return account
 
 
-@router.get("/api/v1/streaming/health")
+@router.get("/api/v1/streaming/health", response_class=PlainTextResponse)
 async def health() -> Response:
-    return Response("OK", media_type="text/plain")
+    return PlainTextResponse("OK")
 
 
 async def _sse(request: Request, account: int, stream: str) -> StreamingResponse:
@@ -96,13 +96,13 @@ async def _sse(request: Request, account: int, stream: str) -> StreamingResponse
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-@router.get("/api/v1/streaming/user")
+@router.get("/api/v1/streaming/user", include_in_schema=False)  # endless: not for the fuzzer
 async def stream_user(request: Request, account_id: MSignedIn) -> StreamingResponse:
     """The user stream as server-sent events: update (home) and notification."""
     return await _sse(request, int(account_id), "user")
 
 
-@router.get("/api/v1/streaming/user/notification")
+@router.get("/api/v1/streaming/user/notification", include_in_schema=False)
 async def stream_user_notifications(request: Request, account_id: MSignedIn) -> StreamingResponse:
     return await _sse(request, int(account_id), "user:notification")
 

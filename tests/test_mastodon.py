@@ -212,6 +212,26 @@ def test_the_websocket_user_stream_carries_notifications_and_home_updates(live_f
     with ws_connect(url.replace("http://", "ws://") + "/api/v1/streaming?stream=user&access_token=nope", open_timeout=10) as ws:
         assert "error" in json.loads(ws.recv(timeout=WAIT))
 
+    # A direct status is a direct message: a conversation for both, never a post.
+    eve_id = eve.account_verify_credentials().id
+    sent = dora.status_post("@eve see you at noon", visibility="direct")
+    assert sent.visibility == "direct" and [m.username for m in sent.mentions] == ["eve"]
+    inbox = eve.conversations()
+    assert len(inbox) == 1 and inbox[0].unread is True
+    assert inbox[0].last_status.id == sent.id and [a.username for a in inbox[0].accounts] == ["dora"]
+    assert sent.id not in [s.id for s in dora.account_statuses(dora_id)]
+    assert eve.conversations_read(inbox[0].id).unread is False
+
+    # Mute and block answer the relationship; a blocked account is not found.
+    assert dora.account_mute(eve_id).muting is True
+    assert dora.account_unmute(eve_id).muting is False
+    blocked = dora.account_block(eve_id)
+    assert blocked.blocking is True and blocked.following is False
+    with pytest.raises(MastodonNotFoundError):
+        eve.account(dora_id)
+    assert dora.account_unblock(eve_id).blocking is False
+    assert dora.account_lookup("eve").id == eve_id
+
 
 def test_bad_input_gets_a_mastodon_error_never_a_server_error(live_factory: Any) -> None:
     live = server(live_factory)
@@ -229,6 +249,13 @@ def test_bad_input_gets_a_mastodon_error_never_a_server_error(live_factory: Any)
         frank.status_post("no photo")
     with pytest.raises(MastodonAPIError, match="exactly one @mentioned"):
         frank.status_post("to nobody", visibility="direct")
+    media = photo(frank, 5)
+    with pytest.raises(MastodonAPIError, match="as visible as its account"):
+        frank.status_post("followers only", media_ids=[media], visibility="private")
+    with pytest.raises(MastodonAPIError, match="no unlisted posts"):
+        frank.status_post("quietly", media_ids=[media], visibility="unlisted")
+    with pytest.raises(MastodonAPIError, match="polls"):
+        frank.status_post("careful", media_ids=[media], spoiler_text="spoiler")
     with pytest.raises(MastodonIllegalArgumentError, match="is taken"):
         Mastodon(client_id=app[0], client_secret=app[1], api_base_url=url).create_account("frank", PASSWORD, "f@example.com", agreement=True, scopes=SCOPES)
 
@@ -259,3 +286,11 @@ def test_bad_input_gets_a_mastodon_error_never_a_server_error(live_factory: Any)
         assert no_app_token.status_code == 401
         bad_upload = http.post("/api/v2/media", headers=headers, files={"file": ("x.jpg", b"not an image", "image/jpeg")})
         assert bad_upload.status_code in (415, 422) and "error" in bad_upload.json()
+
+    # Nothing was half-done: no post came of the refused statuses.
+    assert list(frank.account_statuses(frank.me().id)) == []
+    # A locked (private) account posts followers-only statuses.
+    assert frank.account_update_credentials(locked=True).locked is True
+    private = frank.status_post("followers only", media_ids=[media], visibility="private")
+    assert private.visibility == "private"
+    assert httpx.get(f"{url}/api/v1/statuses/{private.id}").status_code == 404  # not to anonymous readers

@@ -18,6 +18,7 @@ import html
 import re
 from typing import Any
 
+from domain.rules import parse_mentions, parse_tags
 from projections import queries
 from projections.comment_index import post_of_comment
 from projections.comments import COMMENTS_BY_POST
@@ -206,8 +207,6 @@ def post_status(view: ReadView, p: queries.PostView, base: str) -> dict[str, Any
 
 
 def comment_status(view: ReadView, c: queries.CommentView, post_author: queries.AccountView, base: str) -> dict[str, Any]:
-    from domain.rules import parse_mentions, parse_tags
-
     return _status(
         id=c.id,
         author=c.author,
@@ -228,8 +227,6 @@ def message_status(view: ReadView, row: Row, base: str) -> dict[str, Any] | None
     sender = queries.account_by_id(view, int(row["sender_id"]))
     if sender is None:
         return None
-    from domain.rules import parse_mentions
-
     return _status(
         id=row["message_id"],
         author=sender,

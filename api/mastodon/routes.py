@@ -5,9 +5,13 @@ query of the read models."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
+import importlib.metadata
+import re
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -19,9 +23,9 @@ from commands import posts as post_commands
 from commands.context import Actor
 from commands.media import store_media
 from domain import rules
-from domain.aggregates import REQUESTED, fold_media, media_stream
+from domain.aggregates import account_stream, fold_account, fold_media, media_stream
 from domain.errors import InvalidInput, NotAuthenticated, NotFound
-from domain.events import CommentAdded, MessageSent, PostCreated, format_time
+from domain.events import CommentAdded, MessageSent, PostCreated, format_time, utc_now
 from domain.ids import parse_id
 from projections import queries, visibility
 from projections.comment_index import post_of_comment
@@ -58,12 +62,11 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+@functools.cache
 def photostream_version() -> str:
     try:
-        from importlib.metadata import version
-
-        return version("photostream")
-    except Exception:
+        return importlib.metadata.version("photostream")
+    except importlib.metadata.PackageNotFoundError:
         return "0"
 
 
@@ -284,8 +287,6 @@ async def authorize(request: Request, params: ParamsDep, backend: BackendDep) ->
     code = oauth.issue_code(backend, client, account.account_id, account.session_generation, uri, scopes)
     if uri == oauth.OOB:
         return HTMLResponse(f'<!doctype html><p>Copy this code into the app:</p><p><code id="code">{html.escape(code)}</code></p>', headers={"Cache-Control": "no-store"})
-    from urllib.parse import urlencode
-
     query = {"code": code, **({"state": state} if state else {})}
     return RedirectResponse(f"{uri}{'&' if '?' in uri else '?'}{urlencode(query)}", status_code=302)
 
@@ -302,6 +303,12 @@ async def register(request: Request, params: ParamsDep, backend: BackendDep) -> 
     if scheme.lower() != "bearer" or not oauth.is_app_token(app_token.strip()):
         raise HttpError(401, "The access token is invalid: registering needs an app token (grant_type client_credentials)")
     oauth.verify_app_token(backend, app_token.strip())
+    # The user's token gets the app's scopes (Mastodon.py sends the app's credentials
+    # along); checked before anything is recorded.
+    requested = params.text("scope", max_length=200)
+    if requested is None and params.one("client_id"):
+        requested = oauth.load_client(backend, params.one("client_id"), params.one("client_secret")).scopes
+    scopes = oauth.check_scopes(requested)
     limit(request, "sign_up", None)
     done = await account_commands.register_account(
         backend.commands,
@@ -312,7 +319,7 @@ async def register(request: Request, params: ParamsDep, backend: BackendDep) -> 
     )
     issued = backend.signer.issue(done.value)
     token = await settle(backend, done)
-    return answer(_token_body(issued, oauth.check_scopes(params.text("scope", max_length=200))), token)
+    return answer(_token_body(issued, scopes), token)
 
 
 async def _account(backend: Backend, account_id: str, viewer: str | None) -> queries.AccountView:
@@ -431,8 +438,6 @@ async def following(request: Request, account_id: str, params: ParamsDep, viewer
 async def _target(backend: Backend, account_id: str) -> str:
     """An account id for a command: it must exist on the write side."""
     numeric = path_id(account_id, "account")
-    from domain.aggregates import account_stream, fold_account
-
     found, _ = await backend.commands.load(account_stream(str(numeric)), fold_account)
     if found is None:
         raise HttpError(404, "Record not found")
@@ -602,8 +607,6 @@ async def delete_status(request: Request, status_id: str, actor: MActor, backend
 
 
 def _plain(status: dict[str, Any]) -> str:
-    import re
-
     return html.unescape(re.sub(r"<[^>]+>", "", status["content"].replace("<br />", "\n").replace("</p><p>", "\n\n")))
 
 
@@ -738,12 +741,10 @@ async def tag_timeline(request: Request, hashtag: str, params: ParamsDep, viewer
 @router.get("/api/v1/timelines/public")
 async def public_timeline(request: Request, params: ParamsDep, viewer: MViewer, backend: BackendDep) -> Response:
     """photostream keeps no global timeline: the public timeline is the explore read
-    model (popular recent posts), paged by its own opaque max_id."""
+    model (popular recent posts), paged by its own opaque max_id (a rank, not an id)."""
     limit_ = Window.of(params).limit
     raw = params.text("max_id", max_length=256)
     cursor = decode_key_cursor(raw) if raw else None
-    from domain.events import utc_now
-
     base = base_url(request)
 
     def read(view: Any) -> tuple[list[dict[str, Any]], str | None]:

@@ -294,3 +294,13 @@ def test_bad_input_gets_a_mastodon_error_never_a_server_error(live_factory: Any)
     private = frank.status_post("followers only", media_ids=[media], visibility="private")
     assert private.visibility == "private"
     assert httpx.get(f"{url}/api/v1/statuses/{private.id}").status_code == 404  # not to anonymous readers
+
+    # Following a locked account is a request, until approved.
+    gina = register(url, app, "gina")
+    frank_id = frank.me().id
+    assert gina.account_follow(frank_id).requested is True
+    assert [n.type for n in frank.notifications()] == ["follow_request"]
+    assert [a.username for a in frank.follow_requests()] == ["gina"]
+    frank.follow_request_authorize(gina.me().id)
+    assert gina.account_relationships([frank_id])[0].following is True
+    assert [s.id for s in gina.timeline_home()] == [private.id]

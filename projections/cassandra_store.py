@@ -527,11 +527,9 @@ class CassandraReadStore:
         if not reads:
             return []
         statements = [
-            self._bind_get(r.table, dict(zip(r.table.primary_key, r.key)))
+            self._bind_get(r.table, r.key_row)
             if isinstance(r, Get)
-            else self._bind_scan(
-                r.table, dict(zip(r.table.partition_key, r.partition)), r.start_after, r.end_before, r.limit
-            )
+            else self._bind_scan(r.table, r.partition_row, r.start_after, r.end_before, r.limit)
             for r in reads
         ]
         answers: list[Any] = []

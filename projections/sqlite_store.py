@@ -207,15 +207,9 @@ class SqliteReadStore:
     def fetch(self, reads: Sequence[Read]) -> list[Any]:
         """Reads one by one: SQLite is in-process, there is no round trip to save."""
         return [
-            self.get(r.table, dict(zip(r.table.primary_key, r.key)))
+            self.get(r.table, r.key_row)
             if isinstance(r, Get)
-            else self.scan(
-                r.table,
-                dict(zip(r.table.partition_key, r.partition)),
-                start_after=r.start_after,
-                end_before=r.end_before,
-                limit=r.limit,
-            )
+            else self.scan(r.table, r.partition_row, start_after=r.start_after, end_before=r.end_before, limit=r.limit)
             for r in reads
         ]
 

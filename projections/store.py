@@ -75,6 +75,10 @@ class Get:
     table: Table
     key: tuple[Any, ...]
 
+    @property
+    def key_row(self) -> Row:
+        return dict(zip(self.table.primary_key, self.key))
+
 
 @dataclass(frozen=True)
 class Scan:
@@ -85,6 +89,10 @@ class Scan:
     start_after: Any = None
     end_before: Any = None
     limit: int | None = None
+
+    @property
+    def partition_row(self) -> Row:
+        return dict(zip(self.table.partition_key, self.partition))
 
 
 Read = Union[Get, Scan]

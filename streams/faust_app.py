@@ -53,6 +53,7 @@ from observability.metrics import EVENTS_SKIPPED
 from projections.batch import plan_batch
 from projections.projector import Projector
 from projections.store import Checkpoint, DeadLetter, ReadStore, ReadStoreUnavailable
+from streams.kafka_topics import ensure_topics
 from streams.lanes import lane_name
 
 log = logging.getLogger("photostream.worker")
@@ -290,30 +291,12 @@ async def create_lane_topics(topology: KafkaTopology, projectors: Sequence[Proje
     topics that exist when it rebalances: a lane created a moment too late is left out
     of the assignment until the next metadata refresh (minutes), and its projection
     stands still meanwhile. Idempotent: existing topics are left as they are."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
 
     bootstrap = ",".join(topology.brokers.removeprefix("kafka://").split(";"))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="photostream-worker-admin", request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        names = [projection_topic(topology.topic, p) for p in projectors]
-        configs = {"retention.ms": str(int(LANE_RETENTION.total_seconds() * 1000))}
-        answer = (
-            await admin.create_topics([NewTopic(n, topology.partitions, topology.replication, topic_configs=configs) for n in names])
-        ).to_object()
-        for error in answer["topic_errors"]:
-            if error["error_code"] not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
-                raise RuntimeError(f"cannot create lane topic {error['topic']}: {error['error_message']}")
-        deadline = time.monotonic() + 30
-        while True:  # a new topic has no partition leaders for a moment
-            described = await admin.describe_topics(names)
-            if all(d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"]) for d in described):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"lane topics of {topology.topic} have no leaders after 30 s")
-            await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
+    configs = {"retention.ms": str(int(LANE_RETENTION.total_seconds() * 1000))}
+    topics = [NewTopic(projection_topic(topology.topic, p), topology.partitions, topology.replication, topic_configs=configs) for p in projectors]
+    await ensure_topics(bootstrap, topics, client_id="photostream-worker-admin", timeout=30)
 
 
 def create_app(

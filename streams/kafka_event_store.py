@@ -95,7 +95,7 @@ from typing import Any, Awaitable, Iterator, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
 from aiokafka.partitioner import murmur2
 from cassandra import (
@@ -121,6 +121,7 @@ from streams.event_store import (
     UniqueClaim,
     UniqueViolation,
 )
+from streams.kafka_topics import TopicSetupError, ensure_topics
 
 log = logging.getLogger("photostream.events")
 
@@ -555,43 +556,26 @@ class KafkaEventStore:
         return self._producer
 
     async def _ensure_topic(self) -> None:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.kafka.bootstrap_servers,
-            client_id="photostream-event-store-admin",
-            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        topic = NewTopic(
+            self.topic,
+            self.kafka.partitions,
+            self.kafka.replication,
+            topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
         )
         try:
-            await asyncio.wait_for(admin.start(), REQUEST_TIMEOUT_MS / 1000)
-            topic = NewTopic(
-                self.topic,
-                self.kafka.partitions,
-                self.kafka.replication,
-                topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
+            counts = await ensure_topics(
+                self.kafka.bootstrap_servers,
+                [topic],
+                client_id="photostream-event-store-admin",
+                timeout=REQUEST_TIMEOUT_MS / 1000,
             )
-            answer = (await admin.create_topics([topic])).to_object()
-            for error in answer["topic_errors"]:
-                if error["error_code"] not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS
-                    raise EventStoreError(f"cannot create topic {self.topic}: {error['error_message']}")
-            described = await self._await_leaders(admin)
-            actual = len(described["partitions"])
-            if actual and actual != self.partitions:
-                # The topic decides: streams must hash over the partitions that exist.
-                log.warning("topic %s has %d partitions, not %d: using %d", self.topic, actual, self.partitions, actual)
-                self.partitions = actual
-        finally:
-            with contextlib.suppress(Exception):
-                await admin.close()
-
-    async def _await_leaders(self, admin: AIOKafkaAdminClient) -> dict[str, Any]:
-        """A topic just created has no partition leaders for a moment; producing then only
-        earns NotLeaderForPartition retries, so wait (briefly) until every one has one."""
-        deadline = time.monotonic() + REQUEST_TIMEOUT_MS / 1000
-        while True:
-            (described,) = await admin.describe_topics([self.topic])
-            partitions = described["partitions"]
-            if (partitions and all(p["leader"] >= 0 for p in partitions)) or time.monotonic() > deadline:
-                return described
-            await asyncio.sleep(0.1)
+        except TopicSetupError as exc:
+            raise EventStoreUnavailable(str(exc)) from exc
+        actual = counts[self.topic]
+        if actual != self.partitions:
+            # The topic decides: streams must hash over the partitions that exist.
+            log.warning("topic %s has %d partitions, not %d: using %d", self.topic, actual, self.partitions, actual)
+            self.partitions = actual
 
     @staticmethod
     async def _stop_producer(producer: AIOKafkaProducer) -> None:

@@ -106,7 +106,9 @@ def client_secret(backend: Backend, client_id: str) -> str:
 
 def load_client(backend: Backend, client_id: str | None, secret: str | None = None, *, need_secret: bool = True) -> Client:
     """The app a client_id names, 401 when it is not one we issued or the secret is wrong."""
-    problem = HttpError(401, "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.")
+    problem = HttpError(401, "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.", {"WWW-Authenticate": "Basic"})
+    if not need_secret:  # the sign-in page: no client is authenticating, the request is malformed
+        problem = HttpError(400, "The client_id is not one this server issued; register the app with POST /api/v1/apps")
     if not client_id or len(client_id) > 4000 or not client_id.startswith(CLIENT_PREFIX + "."):
         raise problem
     if need_secret and (not secret or not hmac.compare_digest(client_secret(backend, client_id), secret)):

@@ -301,7 +301,7 @@ async def register(request: Request, params: ParamsDep, backend: BackendDep) -> 
     header = request.headers.get("authorization", "")
     scheme, _, app_token = header.partition(" ")
     if scheme.lower() != "bearer" or not oauth.is_app_token(app_token.strip()):
-        raise HttpError(401, "The access token is invalid: registering needs an app token (grant_type client_credentials)")
+        raise HttpError(401, "The access token is invalid: registering needs an app token (grant_type client_credentials)", {"WWW-Authenticate": "Bearer"})
     oauth.verify_app_token(backend, app_token.strip())
     # The user's token gets the app's scopes (Mastodon.py sends the app's credentials
     # along); checked before anything is recorded.

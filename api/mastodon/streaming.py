@@ -96,13 +96,17 @@ async def _sse(request: Request, account: int, stream: str) -> StreamingResponse
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-@router.get("/api/v1/streaming/user", include_in_schema=False)  # endless: not for the fuzzer
+# An endless answer: marked so that request/answer tools (tests/test_fuzz.py) skip it.
+ENDLESS = {"x-endless-stream": True}
+
+
+@router.get("/api/v1/streaming/user", response_class=StreamingResponse, openapi_extra=ENDLESS, responses={200: {"content": {"text/event-stream": {}}}})
 async def stream_user(request: Request, account_id: MSignedIn) -> StreamingResponse:
     """The user stream as server-sent events: update (home) and notification."""
     return await _sse(request, int(account_id), "user")
 
 
-@router.get("/api/v1/streaming/user/notification", include_in_schema=False)
+@router.get("/api/v1/streaming/user/notification", response_class=StreamingResponse, openapi_extra=ENDLESS, responses={200: {"content": {"text/event-stream": {}}}})
 async def stream_user_notifications(request: Request, account_id: MSignedIn) -> StreamingResponse:
     return await _sse(request, int(account_id), "user:notification")
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from tests.deployment import Deployment
+from tests.deployment import KEYSPACES, Deployment
 from tests.support import Api
 
 # Both backends by default (and always in CI); PHOTOSTREAM_TEST_BACKENDS=embedded for a
@@ -72,6 +72,10 @@ def client(settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def api(client: TestClient) -> Api:
     return Api(client)
+
+
+def pytest_sessionfinish() -> None:
+    KEYSPACES.drop_all()
 
 
 def pytest_report_header() -> str:

@@ -37,10 +37,11 @@ class Deployment:
         kafka = stack["PHOTOSTREAM_EVENT_STORE"].split("?")[0]
         cassandra = stack["PHOTOSTREAM_READ_STORE"].rsplit("/", 1)[0]
         s3 = stack["PHOTOSTREAM_MEDIA_STORE"].rsplit("/", 1)[0]
+        keyspace = KEYSPACES.acquire(cassandra) or f"t_{name}"
         env = {
             "PHOTOSTREAM_DATA_DIR": str(folder / "data"),
             "PHOTOSTREAM_EVENT_STORE": f"{kafka}?topic=test.{name}&partitions={PARTITIONS}",
-            "PHOTOSTREAM_READ_STORE": f"{cassandra}/t_{name}",
+            "PHOTOSTREAM_READ_STORE": f"{cassandra}/{keyspace}",
             "PHOTOSTREAM_MEDIA_STORE": f"{s3}/t-{name}",
             "PHOTOSTREAM_SECRET_KEY": "test-secret",
             "PHOTOSTREAM_LOG_LEVEL": "warning",
@@ -102,16 +103,9 @@ class Deployment:
         self._drop()
 
     def _drop(self) -> None:
-        """Drop the keyspace and topics: thousands of leftover topics slow every client's
-        metadata refresh on the shared broker."""
-        from projections.cassandra_session import open_session, parse_cassandra_url
-
-        url = parse_cassandra_url(self.settings.read_store)
-        cluster, session = open_session(url, create_keyspace=False)
-        try:
-            session.execute(f"DROP KEYSPACE IF EXISTS {url.keyspace}", timeout=60)
-        finally:
-            cluster.shutdown()
+        """Empty the keyspace for the next test and delete the topics: thousands of
+        leftover topics slow every client's metadata refresh on the shared broker."""
+        KEYSPACES.release(self.settings.read_store)
         delete_topics(self.settings.event_store.split("?")[0], self.topic)
 
     @property
@@ -119,6 +113,61 @@ class Deployment:
         from streams.kafka_event_store import parse_kafka_url
 
         return parse_kafka_url(self.settings.event_store).topic
+
+
+class KeyspacePool:
+    """Migrated keyspaces handed from one deployment to the next, emptied in between.
+
+    Creating a keyspace's ~70 tables takes 40 s on a busy single Cassandra node and
+    dropping it 15 s more; truncating the few tables a test wrote takes a second or two
+    (the local stack runs with auto_snapshot off). Only deployments whose workers have
+    stopped give their keyspace back, so nothing still writes into it."""
+
+    def __init__(self) -> None:
+        self._free: dict[str, list[str]] = {}  # cassandra://host:port -> keyspaces
+        self._sessions: dict[str, tuple[Any, Any]] = {}
+
+    def acquire(self, cassandra: str) -> str | None:
+        free = self._free.get(cassandra)
+        return free.pop() if free else None
+
+    def release(self, read_store: str) -> None:
+        cassandra, keyspace = read_store.rsplit("/", 1)
+        session = self._session(cassandra)
+        try:
+            tables = [r.table_name for r in session.execute(
+                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
+            )]
+            probes = [(t, session.execute_async(f"SELECT * FROM {keyspace}.{t} LIMIT 1")) for t in tables]
+            for table, probe in probes:
+                if probe.result().one() is not None:
+                    session.execute(f"TRUNCATE {keyspace}.{table}", timeout=60)
+        except Exception:
+            # Not reusable as it is (its node went away in a fault test, say): drop it.
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+            raise
+        if tables:
+            self._free.setdefault(cassandra, []).append(keyspace)
+
+    def drop_all(self) -> None:
+        for cassandra, keyspaces in self._free.items():
+            session = self._session(cassandra)
+            for keyspace in keyspaces:
+                session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+        self._free.clear()
+        for cluster, _ in self._sessions.values():
+            cluster.shutdown()
+        self._sessions.clear()
+
+    def _session(self, cassandra: str) -> Any:
+        if cassandra not in self._sessions:
+            from projections.cassandra_session import open_session, parse_cassandra_url
+
+            self._sessions[cassandra] = open_session(parse_cassandra_url(f"{cassandra}/system"), create_keyspace=False)
+        return self._sessions[cassandra][1]
+
+
+KEYSPACES = KeyspacePool()
 
 
 def delete_topics(kafka_url: str, containing: str) -> None:

@@ -78,9 +78,10 @@ async def health() -> Response:
 
 async def _sse(request: Request, account: int, stream: str) -> StreamingResponse:
     hub: LiveHub = request.app.state.live
-    conn = hub.connect(account)
 
     async def body() -> AsyncIterator[bytes]:
+        # Connected inside the body, so that a response never started holds no connection.
+        conn = hub.connect(account)
         try:
             yield b":)\n\n"
             async for item in mastodon_events(request, account, conn, stream):

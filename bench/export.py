@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -149,8 +150,11 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "kafka"], default="sqlite")
     parser.add_argument("--kafka", default="127.0.0.1:9092", help="bootstrap servers (--backend kafka)")
     parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--runs", type=int, default=3, help="timed repetitions (the log is written once); medians are reported")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
 
     import pyarrow.parquet as pq
 
@@ -165,11 +169,20 @@ def main() -> None:
         else:
             url = f"kafka://{args.kafka}?topic={topic}&partitions={args.partitions}"
             types, write_s = timed(f"producing {args.events:,} events (not part of the figures)", lambda: asyncio.run(write_kafka(args.kafka, topic, args.partitions, args.events)))
+        raw_runs: list[float] = []
+        decoded_runs: list[float] = []
+        export_runs: list[float] = []
+        output = folder / "events.parquet"
         with LogReader.open(url) as reader:
-            raw_count, raw_s = timed("raw read", lambda: sum(1 for _ in reader.raw()))
-            decoded_count, decoded_s = timed("decoded read", lambda: sum(1 for _ in reader.events(EventFilter())))
-            output = folder / "events.parquet"
-            summary, export_s = timed("parquet export", lambda: export_events(reader, EventFilter(), "parquet", output))
+            for run in range(1, args.runs + 1):  # interleaved, so that a noisy minute hits all three
+                print(f"run {run}/{args.runs}", flush=True)
+                raw_count, seconds = timed("raw read", lambda: sum(1 for _ in reader.raw()))
+                raw_runs.append(seconds)
+                decoded_count, seconds = timed("decoded read", lambda: sum(1 for _ in reader.events(EventFilter())))
+                decoded_runs.append(seconds)
+                summary, seconds = timed("parquet export", lambda: export_events(reader, EventFilter(), "parquet", output))
+                export_runs.append(seconds)
+        raw_s, decoded_s, export_s = (statistics.median(r) for r in (raw_runs, decoded_runs, export_runs))
         table = pq.read_table(output, columns=["type"])
         parquet_types = Counter(table.column("type").to_pylist())
         checks = {
@@ -185,6 +198,10 @@ def main() -> None:
             "decoded_read_events_per_s": round(decoded_count / decoded_s),
             "parquet_export_events_per_s": round(summary.rows / export_s),
             "parquet_export_seconds": round(export_s, 1),
+            "runs": args.runs,
+            "seconds_per_run": {"raw": raw_runs, "decoded": decoded_runs, "export": export_runs},
+            "export_to_raw_ratio": round(raw_s / export_s, 3),
+            "command": "python bench/export.py " + " ".join(sys.argv[1:]),
             "parquet_bytes": output.stat().st_size,
             "log_write_seconds": round(write_s, 1),
             "by_type": dict(sorted(types.items())),
@@ -198,11 +215,13 @@ def main() -> None:
         stem.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
         stem.with_suffix(".md").write_text(
             f"# Parquet export of {args.events:,} events ({args.backend} log)\n\n"
+            f"Command: `{figures['command']}`. Medians of {args.runs} runs over one log.\n\n"
             f"| read | events/s |\n|---|---:|\n"
             f"| raw log (bytes, streams.log_reader) | {figures['raw_read_events_per_s']:,} |\n"
             f"| decoded events (upcast, type-checked) | {figures['decoded_read_events_per_s']:,} |\n"
             f"| **Parquet export** (envelope + upcast + redact, zstd Parquet) | **{figures['parquet_export_events_per_s']:,}** |\n\n"
-            f"Export: {export_s:.1f} s, {output.stat().st_size / 1e6:.1f} MB. Checks: "
+            f"Export: {export_s:.1f} s ({figures['export_to_raw_ratio']:.2f} of the raw read's rate), "
+            f"{output.stat().st_size / 1e6:.1f} MB. Checks: "
             + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items())
             + f".\n\nBox: {os.cpu_count()} cores, load average at start {figures['load_average_at_start'][0]:.1f} (shared).\n"
         )

@@ -23,6 +23,8 @@ from observability.metrics import REQUEST_SECONDS
 from api.http import HttpError, JSONResponse
 from api.middleware import PhotostreamMiddleware
 from api.live import start_live
+from api.mastodon import routes as mastodon_routes, streaming as mastodon_streaming
+from api.mastodon.common import is_mastodon_path
 from api.openapi import install_openapi
 from api.ratelimit import RateLimiter
 from api.routes import accounts, discovery, feed, media, messages, notifications, ops, posts, stream, tags
@@ -47,48 +49,61 @@ DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
 MEDIA_STATUS: list[tuple[type[MediaError], int]] = [(ImageTooLarge, 413), (UnsupportedImage, 415), (CorruptImage, 422)]
 
 
-def _problem(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+def _problem(status: int, detail: object, headers: dict[str, str] | None = None, request: Request | None = None) -> JSONResponse:
+    if request is not None and is_mastodon_path(request.url.path):
+        return _mastodon_problem(status, detail, headers)
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _mastodon_problem(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    """Mastodon's error shape, {"error": "..."}, on the Mastodon API's paths."""
+    if isinstance(detail, list):  # request validation errors: one sentence
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'} {e.get('msg', '')}".strip() for e in detail if isinstance(e, dict)]
+        detail = "Validation failed: " + "; ".join(parts)
+    return JSONResponse({"error": str(detail)}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HttpError)
-    async def http_error(_: Request, exc: HttpError) -> JSONResponse:
-        return _problem(exc.status, exc.detail, exc.headers)
+    async def http_error(request: Request, exc: HttpError) -> JSONResponse:
+        return _problem(exc.status, exc.detail, exc.headers, request)
 
     @app.exception_handler(DomainError)
-    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
         status = next((code for kind, code in DOMAIN_STATUS if isinstance(exc, kind)), 400)
+        if is_mastodon_path(request.url.path):
+            # Mastodon answers every invalid request 422 (a taken username too).
+            return _mastodon_problem(422 if status in (400, 409) else status, exc.message)
         body: dict[str, object] = {"detail": exc.message}
         if exc.field:
             body["field"] = exc.field
         return JSONResponse(body, status_code=status)
 
     @app.exception_handler(MediaError)
-    async def media_error(_: Request, exc: MediaError) -> JSONResponse:
+    async def media_error(request: Request, exc: MediaError) -> JSONResponse:
         status = next((code for kind, code in MEDIA_STATUS if isinstance(exc, kind)), 415)
-        return _problem(status, str(exc))
+        return _problem(status, str(exc), None, request)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return _problem(400, "the request body is not valid JSON")
+            return _problem(400, "the request body is not valid JSON", None, request)
         # ctx may hold exception objects that JSON cannot carry; keep the useful parts.
         cleaned = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in errors]
-        return _problem(422, cleaned)
+        return _problem(422, cleaned, None, request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def starlette_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _problem(exc.status_code, exc.detail, getattr(exc, "headers", None))
+    async def starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _problem(exc.status_code, exc.detail, getattr(exc, "headers", None), request)
 
     @app.exception_handler(ConcurrencyError)
-    async def busy(_: Request, exc: ConcurrencyError) -> JSONResponse:
-        return _problem(409, "this changed while you changed it; try again", {"Retry-After": "1"})
+    async def busy(request: Request, exc: ConcurrencyError) -> JSONResponse:
+        return _problem(409, "this changed while you changed it; try again", {"Retry-After": "1"}, request)
 
-    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("backing service unavailable: %s", exc)
-        return _problem(503, "a backing service is not answering; try again shortly", {"Retry-After": "5"})
+        return _problem(503, "a backing service is not answering; try again shortly", {"Retry-After": "5"}, request)
 
     app.add_exception_handler(EventStoreUnavailable, unavailable)
     app.add_exception_handler(MediaStoreUnavailable, unavailable)
@@ -97,7 +112,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug: say so in the log with the traceback (never the request body or headers).
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
-        return _problem(500, "something went wrong on our side; it has been logged")
+        return _problem(500, "something went wrong on our side; it has been logged", None, request)
 
     app.add_exception_handler(Exception, unexpected)
 
@@ -133,6 +148,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         app.include_router(router)
     for router in (notifications.router, messages.router, stream.router):
         app.include_router(router)
+    # The Mastodon client API: an adapter over the same commands and read models.
+    app.include_router(mastodon_routes.router)
+    app.include_router(mastodon_streaming.router)
     if WEB_DIR.is_dir():
         app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
 

@@ -41,6 +41,30 @@ def common_responses(path: str, method: str) -> dict[str, dict[str, Any]]:
     return answers
 
 
+MASTODON_ERROR = {"$ref": "#/components/schemas/MastodonError"}
+
+
+def mastodon_responses(doc: dict[str, Any], path: str, operation: dict[str, Any]) -> None:
+    """The Mastodon API's paths answer errors as {"error": "..."} (api.app), any of
+    them 403 (not visible to you), 404 (Record not found) or 429."""
+    from api.mastodon.common import is_mastodon_path
+
+    if not is_mastodon_path(path):
+        return
+    responses = operation["responses"]
+    for code in ("403", "404", "429"):
+        responses.setdefault(code, {"description": "refused"})
+    for code, answer in responses.items():
+        if code[0] in "45":
+            answer["content"] = {"application/json": {"schema": MASTODON_ERROR}}
+    doc["components"]["schemas"]["MastodonError"] = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}},
+        "required": ["error"],
+        "title": "MastodonError",
+    }
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -56,6 +80,9 @@ def install_openapi(app: FastAPI) -> None:
                 from api.schemas import Problem
 
                 doc["components"]["schemas"]["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            for path, operations in doc["paths"].items():
+                for operation in operations.values():
+                    mastodon_responses(doc, path, operation)
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from projections.accounts import Accounts
+from projections.comment_index import CommentIndex
 from projections.comments import Comments
 from projections.conversations import Conversations
 from projections.explore import Explore
@@ -64,6 +65,7 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         Explore(),
         Notifications(group_hours=settings.notification_group_hours),
         Conversations(),
+        CommentIndex(),
     ]
 
 

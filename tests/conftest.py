@@ -30,7 +30,9 @@ def stack_env() -> dict[str, str]:
     """The local Kafka, Cassandra and MinIO, started if they are not running."""
     from stack.services import ensure_up
 
-    return ensure_up(("kafka", "cassandra", "minio"), progress=False)
+    env = ensure_up(("kafka", "cassandra", "minio"), progress=False)
+    KEYSPACES.share(env["PHOTOSTREAM_READ_STORE"].rsplit("/", 1)[0])
+    return env
 
 
 @pytest.fixture

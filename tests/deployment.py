@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,12 @@ class KeyspacePool:
     def __init__(self) -> None:
         self._free: dict[str, list[str]] = {}  # cassandra://host:port -> keyspaces
         self._sessions: dict[str, tuple[Any, Any]] = {}
+        self._shared: set[str] = set()
+
+    def share(self, cassandra: str) -> None:
+        """Pool keyspaces on this Cassandra (the run's shared stack). Keyspaces on any
+        other, such as a fault test's private node that is gone after the test, are dropped."""
+        self._shared.add(cassandra)
 
     def acquire(self, cassandra: str) -> str | None:
         free = self._free.get(cassandra)
@@ -134,6 +141,13 @@ class KeyspacePool:
     def release(self, read_store: str) -> None:
         cassandra, keyspace = read_store.rsplit("/", 1)
         session = self._session(cassandra)
+        if cassandra not in self._shared:
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+            self._sessions.pop(cassandra)[0].shutdown()
+            return
+        if session.cluster.metadata.all_hosts() and not any(h.is_up for h in session.cluster.metadata.all_hosts()):
+            self._close_sessions()  # Cassandra was restarted under it (a fault test): reconnect
+            session = self._session(cassandra)
         try:
             tables = [r.table_name for r in session.execute(
                 "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
@@ -150,11 +164,21 @@ class KeyspacePool:
             self._free.setdefault(cassandra, []).append(keyspace)
 
     def drop_all(self) -> None:
+        """At the end of the run. A fault test may have restarted Cassandra under the
+        pooled sessions, so this one is new; a keyspace left behind is reported, not fatal:
+        it holds no test's outcome, and the next run's pool does not use it."""
+        self._close_sessions()
         for cassandra, keyspaces in self._free.items():
-            session = self._session(cassandra)
-            for keyspace in keyspaces:
-                session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+            try:
+                session = self._session(cassandra)
+                for keyspace in keyspaces:
+                    session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                warnings.warn(f"test keyspaces {', '.join(keyspaces)} on {cassandra} not dropped: {exc}", stacklevel=1)
         self._free.clear()
+        self._close_sessions()
+
+    def _close_sessions(self) -> None:
         for cluster, _ in self._sessions.values():
             cluster.shutdown()
         self._sessions.clear()

@@ -417,7 +417,7 @@ def cassandra_views() -> Iterator[Any]:
     try:
         yield store
     finally:
-        store.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        store.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
         store.close()
 
 

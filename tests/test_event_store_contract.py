@@ -81,7 +81,8 @@ def kafka_store(runner: asyncio.Runner) -> Iterator[Any]:
 
         async def drop() -> None:
             cql = await store._index()
-            await cql.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+            # DDL on a busy single node can take longer than a query's default timeout.
+            await asyncio.to_thread(cql.session.execute, f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
             await store.close()
             admin = AIOKafkaAdminClient(bootstrap_servers=parse_kafka_url(kafka_url).bootstrap_servers)
             await admin.start()

@@ -62,7 +62,9 @@ def fuzzed(settings: Settings) -> Iterator[tuple[TestClient, dict[str, str]]]:
 
 def _operations(app: Any) -> list[Any]:
     schema = schemathesis.openapi.from_dict(app.openapi())
-    return [result.ok() for result in schema.get_all_operations()]
+    # An endless answer (server-sent events) never completes a request/answer exchange;
+    # tests/test_mastodon.py drives those streams with a real client.
+    return [op for op in (result.ok() for result in schema.get_all_operations()) if not op.definition.raw.get("x-endless-stream")]
 
 
 def _fuzz(http: TestClient, operation: Any, mode: GenerationMode, headers: dict[str, str]) -> None:

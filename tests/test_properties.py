@@ -30,6 +30,7 @@ from domain.events import ImageVariant, MediaRef, MediaStored, decode_event, utc
 from domain.ids import IdGenerator
 from projections import queries
 from projections.home_timeline import HomeTimeline, feed_page
+from projections.comment_index import post_of_comment
 from projections.registry import ProjectionSettings, all_projectors, all_tables
 from projections.sqlite_store import SqliteReadStore
 from projections.store import Checkpoint, ReadView
@@ -255,6 +256,8 @@ def check_against_model(world: Actors, model: Model, views: ReadView, page_size:
         assert view.comment_count == sum(1 for c in model.live_comments if model.comments[c][0] == p)
     for p in set(model.post_author) - model.live_posts:
         assert queries.post_by_id(views, int(p), None) is None
+    for c, (p, _) in model.comments.items():  # comment_index: a live comment's post, nothing for a deleted one
+        assert post_of_comment(views, int(c)) == (int(p) if c in model.live_comments else None)
     for n in range(USERS):
         account = queries.account_by_id(views, int(ids[n]))
         assert account is not None

@@ -118,7 +118,7 @@ def cassandra_store() -> Iterator[Any]:
     try:
         yield store
     finally:
-        store.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        store.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
         store.close()
 
 

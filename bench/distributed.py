@@ -61,7 +61,7 @@ import httpx  # noqa: E402
 
 from feed_latency import parse_wrk  # noqa: E402
 from harness import (  # noqa: E402
-    DEFAULT_GRAPH, CpuMeter, Deployment, add_stack_arguments, cpu_seconds, create_topic, fmt_cpu, fmt_load, fmt_rate,
+    DEFAULT_GRAPH, NO_ADDRESS_LIMITS, CpuMeter, Deployment, add_stack_arguments, cpu_seconds, create_topic, fmt_cpu, fmt_load, fmt_rate,
     machine, median, pct, run_async, say, shown,
 )
 PROFILES = {
@@ -426,7 +426,7 @@ class Bench(Deployment):
     def __init__(self, args: argparse.Namespace) -> None:
         args.backend = "distributed"
         keyspace = "bench_" + re.sub(r"[^a-z0-9_]", "_", args.name.lower())
-        super().__init__(args, extra_keyspaces=[keyspace + "_raw"])
+        super().__init__(args, extra_env={"PHOTOSTREAM_RATE_LIMITS": NO_ADDRESS_LIMITS}, extra_keyspaces=[keyspace + "_raw"])
         self.raw_keyspace = self.keyspace + "_raw"
         self.pp_topic = f"{self.topic}.producer-perf"
         self.shadow: Any = None

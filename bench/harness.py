@@ -129,6 +129,10 @@ def machine_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
+# One load generator speaks for every account from one address: the per-address limits
+# (api/ratelimit.py) would measure the limiter, so benchmarks switch them off ("0/1").
+NO_ADDRESS_LIMITS = json.dumps({a: {"address": "0/1"} for a in ("sign_in", "sign_up", "post", "upload", "comment", "like", "follow", "message")})
+
 class CpuMeter:
     """CPU use of named processes over a phase, in % of one core; `machine` is the whole
     box (all processes, other people's too) in % of one core, out of cores x 100."""

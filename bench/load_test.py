@@ -68,7 +68,7 @@ sys.path.insert(0, str(BENCH))
 import httpx  # noqa: E402
 
 from harness import (  # noqa: E402
-    DEFAULT_GRAPH, Deployment, add_stack_arguments, cpu_seconds, fmt_load, machine, machine_busy, pct, rss_mib, say,
+    DEFAULT_GRAPH, NO_ADDRESS_LIMITS, Deployment, add_stack_arguments, cpu_seconds, fmt_load, machine, machine_busy, pct, rss_mib, say,
 )
 
 # The request mix, weights in %. Reads are three quarters (the home feed alone 40%),
@@ -95,7 +95,6 @@ ROUTES = {
     "follow": "POST /v1/accounts/{u}/follow", "unfollow": "DELETE /v1/accounts/{u}/follow", "create_post": "POST /v1/posts",
 }  # fmt: skip
 LUA = BENCH / "load_test.lua"
-NO_ADDRESS_LIMITS = json.dumps({a: {"address": "0/1"} for a in ("sign_in", "sign_up", "post", "upload", "comment", "like", "follow", "message")})
 
 
 # ----- the request log -------------------------------------------------------------------

@@ -32,11 +32,11 @@ def load_or_create_secret(data_dir: Path, configured: str) -> bytes:
     return key
 
 
-def _b64(raw: bytes) -> str:
+def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
+def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -56,7 +56,7 @@ class TokenSigner:
     def issue(self, account_id: str, now: float | None = None, generation: int = 0) -> str:
         issued = int(now if now is not None else time.time())
         payload = f"{account_id}.{issued}.{issued + self.ttl_seconds}.{generation}".encode()
-        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+        return f"{b64url(payload)}.{b64url(self._sign(payload))}"
 
     def verify(self, token: str, now: float | None = None) -> str:
         """The account id in a valid, unexpired token; InvalidToken otherwise."""
@@ -69,7 +69,7 @@ class TokenSigner:
             raise InvalidToken("malformed token")
         try:
             payload_part, signature_part = token.split(".")
-            payload, signature = _unb64(payload_part), _unb64(signature_part)
+            payload, signature = unb64url(payload_part), unb64url(signature_part)
         except (ValueError, UnicodeError) as exc:
             raise InvalidToken("malformed token") from exc
         if not hmac.compare_digest(signature, self._sign(payload)):

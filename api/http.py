@@ -49,7 +49,7 @@ def get_backend(request: Request) -> Backend:
 BackendDep = Annotated[Backend, Depends(get_backend)]
 
 
-def _bearer(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if not header:
         return None
@@ -64,20 +64,33 @@ async def optional_account(request: Request, backend: BackendDep) -> str | None:
     request checks the token's session generation against the `sessions` read model, so
     a token revoked by signing out everywhere stops working as soon as that is projected
     (the sign-out answers only after it is)."""
-    token = _bearer(request)
+    token = bearer_token(request)
     if token is None:
         return None
     try:
-        claims = backend.signer.claims(token)
+        return str(await account_of_token(backend, token))
+    except SignedOut as exc:
+        raise HttpError(401, "this session was signed out; sign in again", {"WWW-Authenticate": "Bearer"}) from exc
     except InvalidToken as exc:
         raise HttpError(401, f"the bearer token is not valid ({exc}); sign in again", {"WWW-Authenticate": "Bearer"}) from exc
+
+
+class SignedOut(InvalidToken):
+    """A well-formed token of a session that was signed out (sign out everywhere)."""
+
+
+async def account_of_token(backend: Backend, token: str) -> int:
+    """The account a session token names, whichever way it came (a header, a WebSocket
+    query or frame). Checked against the `sessions` read model, so a token revoked by
+    signing out everywhere stops working as soon as that is projected. Raises InvalidToken."""
+    claims = backend.signer.claims(token)
     try:
         account_id = int(claims.account_id)
     except ValueError as exc:
-        raise HttpError(401, "the bearer token is not valid (malformed token); sign in again", {"WWW-Authenticate": "Bearer"}) from exc
+        raise InvalidToken("malformed token") from exc
     if claims.generation < await backend.query(session_generation, account_id):
-        raise HttpError(401, "this session was signed out; sign in again", {"WWW-Authenticate": "Bearer"})
-    return claims.account_id
+        raise SignedOut("signed out")
+    return account_id
 
 
 def current_account(account_id: Annotated[str | None, Depends(optional_account)]) -> str:
@@ -194,11 +207,15 @@ async def _account_from_log(backend: Backend, account_id: str) -> AccountView | 
     )
 
 
+async def answer_token(backend: Backend, done: Done) -> ConsistencyToken:
+    """The token that reads see a command's outcome by: its own, or when nothing changed,
+    the current end of the log (which covers the state the command saw)."""
+    return done.token or ConsistencyToken.at_head(await backend.events.head())
+
+
 async def command_answer(backend: Backend, done: Done, body: Any, status: int = 200) -> Response:
     """The answer to a successful command, with the token that reads see it by."""
-    token = done.token
-    if token is None:  # nothing changed: the current end of the log covers the state seen
-        token = ConsistencyToken.at_head(await backend.events.head())
+    token = await answer_token(backend, done)
     if status == 204:
         return Response(status_code=204, headers={TOKEN_HEADER: token.encode()})
     return JSONResponse(body, status_code=status, headers={TOKEN_HEADER: token.encode()})

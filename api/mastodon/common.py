@@ -17,7 +17,7 @@ from streams.event_store import ConsistencyToken
 
 from observability.context import CORRELATION_ID
 
-from api.http import TOKEN_HEADER, BackendDep, HttpError, JSONResponse, optional_account
+from api.http import TOKEN_HEADER, BackendDep, HttpError, JSONResponse, answer_token, bearer_token, optional_account
 from api.mastodon import oauth
 from api.wiring import Backend
 
@@ -149,10 +149,9 @@ ParamsDep = Annotated[Params, Depends(read_params)]
 async def viewer(request: Request, backend: BackendDep) -> str | None:
     """The signed-in account, None for anonymous requests and app-only tokens (client
     credentials), 401 for a token that is not valid (or was revoked)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and oauth.is_app_token(token.strip()):
-        oauth.verify_app_token(backend, token.strip())
+    token = bearer_token(request)
+    if token is not None and oauth.is_app_token(token):
+        oauth.verify_app_token(backend, token)
         return None
     return await optional_account(request, backend)
 
@@ -179,7 +178,7 @@ def viewer_id(account: str | None) -> int | None:
 async def settle(backend: Backend, done: Done) -> ConsistencyToken:
     """Mastodon clients send no consistency token but read right after they write (post,
     then reload the timeline): answer a write only once the read models have it."""
-    token = done.token or ConsistencyToken.at_head(await backend.events.head())
+    token = await answer_token(backend, done)
     if done.token is not None:
         await backend.wait_for(done.token, backend.settings.consistency_wait_seconds)
     return token

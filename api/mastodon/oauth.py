@@ -16,7 +16,6 @@ derived for this purpose), so any API process checks it and nothing is stored:
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from api.auth import b64url, unb64url
 from api.http import HttpError
 from api.wiring import Backend
 
@@ -39,21 +39,13 @@ CLIENT_NAME_MAX = 100
 REDIRECT_URIS_MAX = 1000
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _key(backend: Backend) -> bytes:
     # Derived from the token key so that nothing OAuth signs is ever a valid session token.
     return hmac.new(backend.signer.secret, b"photostream mastodon oauth v1", hashlib.sha256).digest()
 
 
 def _sign(backend: Backend, purpose: str, payload: str) -> str:
-    return _b64(hmac.new(_key(backend), f"{purpose}:{payload}".encode(), hashlib.sha256).digest()[:24])
+    return b64url(hmac.new(_key(backend), f"{purpose}:{payload}".encode(), hashlib.sha256).digest()[:24])
 
 
 def _valid(backend: Backend, purpose: str, payload: str, signature: str) -> bool:
@@ -94,7 +86,7 @@ def register_client(backend: Backend, name: str, redirect_uris: str, scopes: str
     if website is not None and len(website) > 300:
         raise HttpError(422, "Validation failed: website is too long (at most 300 characters)")
     body = {"n": name, "r": list(uris), "s": scopes, "w": website, "t": int(time.time())}
-    encoded = _b64(orjson.dumps(body))
+    encoded = b64url(orjson.dumps(body))
     client_id = f"{CLIENT_PREFIX}.{encoded}.{_sign(backend, 'client-id', encoded)}"
     client = Client(client_id, name, uris, scopes, website)
     return client, client_secret(backend, client_id)
@@ -117,7 +109,7 @@ def load_client(backend: Backend, client_id: str | None, secret: str | None = No
         _, encoded, signature = client_id.split(".")
         if not _valid(backend, "client-id", encoded, signature):
             raise problem
-        body = orjson.loads(_unb64(encoded))
+        body = orjson.loads(unb64url(encoded))
         client = Client(client_id, str(body["n"]), tuple(str(u) for u in body["r"]), str(body["s"]), body.get("w"))
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise problem from exc
@@ -125,7 +117,7 @@ def load_client(backend: Backend, client_id: str | None, secret: str | None = No
 
 
 def _digest(text: str) -> str:
-    return _b64(hashlib.sha256(text.encode()).digest()[:12])
+    return b64url(hashlib.sha256(text.encode()).digest()[:12])
 
 
 # ----- app tokens ---------------------------------------------------------------------------
@@ -133,7 +125,7 @@ def _digest(text: str) -> str:
 
 def issue_app_token(backend: Backend, client: Client) -> str:
     payload = f"{_digest(client.client_id)}.{int(time.time()) + APP_TOKEN_TTL}"
-    return f"{APP_TOKEN_PREFIX}.{_b64(payload.encode())}.{_sign(backend, 'app-token', payload)}"
+    return f"{APP_TOKEN_PREFIX}.{b64url(payload.encode())}.{_sign(backend, 'app-token', payload)}"
 
 
 def is_app_token(token: str) -> bool:
@@ -144,7 +136,7 @@ def verify_app_token(backend: Backend, token: str) -> None:
     problem = HttpError(401, "The access token is invalid", {"WWW-Authenticate": "Bearer"})
     try:
         _, payload_part, signature = token.split(".")
-        payload = _unb64(payload_part).decode("ascii")
+        payload = unb64url(payload_part).decode("ascii")
         expires = int(payload.rsplit(".", 1)[1])
     except (ValueError, UnicodeError, IndexError) as exc:
         raise problem from exc
@@ -164,7 +156,7 @@ def issue_code(backend: Backend, client: Client, account_id: str, generation: in
         "s": scopes,
         "e": int(time.time()) + CODE_TTL,
     }
-    payload = _b64(orjson.dumps(body))
+    payload = b64url(orjson.dumps(body))
     return f"{CODE_PREFIX}.{payload}.{_sign(backend, 'code', payload)}"
 
 
@@ -181,7 +173,7 @@ def redeem_code(backend: Backend, client: Client, code: str, redirect_uri: str) 
         prefix, payload, signature = code.split(".")
         if prefix != CODE_PREFIX or not _valid(backend, "code", payload, signature):
             raise problem
-        body: dict[str, Any] = orjson.loads(_unb64(payload))
+        body: dict[str, Any] = orjson.loads(unb64url(payload))
         expired = int(body["e"]) < time.time()
         grant = Grant(str(body["a"]), int(body["g"]), str(body["s"]))
         matches = body["c"] == _digest(client.client_id) and body["r"] == _digest(redirect_uri)

@@ -10,7 +10,7 @@ import html
 import importlib.metadata
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
@@ -21,7 +21,6 @@ from commands import engagement, social
 from commands import messages as message_commands
 from commands import posts as post_commands
 from commands.context import Actor
-from commands.media import store_media
 from domain import rules
 from domain.aggregates import account_stream, fold_account, fold_media, media_stream
 from domain.errors import InvalidInput, NotAuthenticated, NotFound
@@ -41,6 +40,7 @@ from api.mastodon.common import (
     MActor,
     MSignedIn,
     MViewer,
+    Params,
     ParamsDep,
     Window,
     answer,
@@ -51,6 +51,7 @@ from api.mastodon.common import (
     viewer_id,
 )
 from api.ratelimit import limit
+from api.routes.media import receive_upload
 from api.wiring import Backend
 
 router = APIRouter(tags=["mastodon"])
@@ -668,12 +669,7 @@ async def _upload(request: Request, params: Any, actor: Actor, backend: Backend)
     if file is None:
         raise HttpError(422, "Validation failed: file can't be blank (multipart field 'file')")
     # description (alt text) and focus are accepted and not kept: photostream has no alt text yet.
-    limit(request, "upload", actor.account_id)
-    most = backend.settings.max_upload_bytes
-    data = await file.read(most + 1)
-    if len(data) > most:
-        raise HttpError(413, f"the file is larger than {most / 1_000_000:.0f} MB, the most a photo may be")
-    done = await store_media(backend.commands, actor, data)
+    done = await receive_upload(request, file, actor, backend)
     token = await settle(backend, done)
     return answer(entities.media_attachment(dataclasses.asdict(done.value), base_url(request)), token)
 
@@ -703,13 +699,14 @@ async def show_media(request: Request, media_id: str, actor: MActor, backend: Ba
 # ----- timelines -------------------------------------------------------------------------------------
 
 
-@router.get("/api/v1/timelines/home")
-async def home(request: Request, params: ParamsDep, account_id: MSignedIn, backend: BackendDep) -> Response:
-    window, base, me = Window.of(params), base_url(request), int(account_id)
+async def _feed_timeline(request: Request, params: Params, backend: Backend, feed: Callable[[Any, int | None, int], Any]) -> Response:
+    """A timeline over one of our feed queries (`feed(view, cursor, n)` -> a page with
+    items and next_cursor), paged in Mastodon's windows."""
+    window, base = Window.of(params), base_url(request)
 
     def read(view: Any) -> tuple[list[dict[str, Any]], int | None]:
         def source(cursor: int | None, n: int) -> tuple[list[Any], int | None]:
-            found = queries.home_feed(view, me, cursor, n)
+            found = feed(view, cursor, n)
             return found.items, found.next_cursor
 
         items, next_max = paginate(source, lambda p: p.id, window)
@@ -717,6 +714,12 @@ async def home(request: Request, params: ParamsDep, account_id: MSignedIn, backe
 
     items, next_max = await backend.query(read)
     return page_answer(request, items, next_max)
+
+
+@router.get("/api/v1/timelines/home")
+async def home(request: Request, params: ParamsDep, account_id: MSignedIn, backend: BackendDep) -> Response:
+    me = int(account_id)
+    return await _feed_timeline(request, params, backend, lambda view, cursor, n: queries.home_feed(view, me, cursor, n))
 
 
 @router.get("/api/v1/timelines/tag/{hashtag}")
@@ -724,18 +727,8 @@ async def tag_timeline(request: Request, hashtag: str, params: ParamsDep, viewer
     parsed = rules.parse_tags("#" + hashtag.removeprefix("#"))
     if len(parsed) != 1 or parsed[0] != rules.normalize_tag(hashtag.removeprefix("#")):
         raise HttpError(404, "Record not found")
-    window, base, me = Window.of(params), base_url(request), viewer_id(viewer)
-
-    def read(view: Any) -> tuple[list[dict[str, Any]], int | None]:
-        def source(cursor: int | None, n: int) -> tuple[list[Any], int | None]:
-            found = queries.tag_feed(view, parsed[0], cursor, n, me)
-            return found.items, found.next_cursor
-
-        items, next_max = paginate(source, lambda p: p.id, window)
-        return entities.statuses(view, items, base), next_max
-
-    items, next_max = await backend.query(read)
-    return page_answer(request, items, next_max)
+    me = viewer_id(viewer)
+    return await _feed_timeline(request, params, backend, lambda view, cursor, n: queries.tag_feed(view, parsed[0], cursor, n, me))
 
 
 @router.get("/api/v1/timelines/public")

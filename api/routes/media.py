@@ -5,12 +5,14 @@ import re
 
 from fastapi import APIRouter, Request, Response, UploadFile
 
+from commands.context import Actor, Done
 from commands.media import store_media
 
 from api import schemas
 from api.http import ActorDep, BackendDep, HttpError, command_answer
 from api.presenters import media_ref_json
 from api.ratelimit import LIMITED, limit
+from api.wiring import Backend
 
 router = APIRouter(tags=["media"])
 
@@ -29,13 +31,19 @@ CACHE_FOREVER = "public, max-age=31536000, immutable"
 async def upload(file: UploadFile, actor: ActorDep, request: Request, backend: BackendDep) -> Response:
     """Upload one photo (multipart form field `file`): JPEG, PNG, WebP or GIF, at most
     15 MB and 50 megapixels, detected from its bytes. Metadata is stripped."""
+    done = await receive_upload(request, file, actor, backend)
+    return await command_answer(backend, done, media_ref_json(done.value), 201)
+
+
+async def receive_upload(request: Request, file: UploadFile, actor: Actor, backend: Backend) -> Done:
+    """An upload, whichever API it came through: rate-limited, read no further than the
+    size limit, stored (processed and MediaStored appended)."""
     limit(request, "upload", actor.account_id)
     most = backend.settings.max_upload_bytes
     data = await file.read(most + 1)
     if len(data) > most:
         raise HttpError(413, f"the file is larger than {most / 1_000_000:.0f} MB, the most a photo may be")
-    done = await store_media(backend.commands, actor, data)
-    return await command_answer(backend, done, media_ref_json(done.value), 201)
+    return await store_media(backend.commands, actor, data)
 
 
 @router.get("/media/{key:path}", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}, 304: {}, 404: {"model": schemas.Problem}})

@@ -131,6 +131,9 @@ def test_sign_out_everywhere_revokes_every_token_and_only_those(api: Api) -> Non
         assert r.status_code == 401 and "signed out" in r.json()["detail"]
         r = api.request("POST", "/v1/posts", headers={"Authorization": f"Bearer {token}"}, json={"caption": "x", "media_ids": []})
         assert r.status_code == 401
+        with api.http.websocket_connect(f"/v1/stream?token={token}") as ws:  # the live stream too
+            refused = ws.receive_json()
+            assert refused["type"] == "error" and "signed out" in refused["detail"], refused
     assert api.ok("GET", "/v1/accounts/me", bob)["username"] == "bob_revoke"  # others unaffected
     fresh = api.ok("POST", "/v1/sessions", json={"username": "ana_revoke", "password": "password123"})["token"]
     assert api.ok("GET", "/v1/accounts/me", headers={"Authorization": f"Bearer {fresh}"})["username"] == "ana_revoke"

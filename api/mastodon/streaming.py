@@ -24,11 +24,10 @@ from fastapi.responses import StreamingResponse
 from starlette.responses import PlainTextResponse, Response
 
 from api.auth import InvalidToken
-from api.http import HttpError, JSONResponse
+from api.http import HttpError, JSONResponse, account_of_token
 from api.live import Connection, LiveHub
 from api.mastodon import entities
 from api.mastodon.common import MSignedIn
-from projections.sessions import session_generation
 
 router = APIRouter(tags=["mastodon"])
 STREAMS = ("user", "user:notification")
@@ -62,13 +61,9 @@ async def _account_of(backend: Any, token: str | None) -> int:
     if not token:
         raise HttpError(401, "Missing access token")
     try:
-        claims = backend.signer.claims(token)
-        account = int(claims.account_id)
-    except (InvalidToken, ValueError) as exc:
+        return await account_of_token(backend, token)
+    except InvalidToken as exc:
         raise HttpError(401, "Invalid access token") from exc
-    if claims.generation < await backend.query(session_generation, account):
-        raise HttpError(401, "Invalid access token")
-    return account
 
 
 @router.get("/api/v1/streaming/health", response_class=PlainTextResponse)

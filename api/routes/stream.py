@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from api.auth import InvalidToken
+from api.http import account_of_token
 from api.live import Connection, LiveHub, frame, now_id
 
 router = APIRouter(prefix="/v1", tags=["live"])
@@ -68,10 +69,10 @@ async def _authenticate(ws: WebSocket) -> tuple[str, int]:
         token = first["token"]
         last_raw = first.get("last_id", last_raw)
     try:
-        account = backend.signer.verify(token)
+        account = await account_of_token(backend, token)
     except InvalidToken as exc:
         raise StreamError(CLOSE_UNAUTHORIZED, f"the token is not valid ({exc}); sign in again") from exc
-    return account, _parse_last_id(last_raw)
+    return str(account), _parse_last_id(last_raw)
 
 
 @router.websocket("/stream")

@@ -89,6 +89,20 @@ class Connection:
             self.dropped.set()  # the writer sees it and closes the socket
 
 
+async def until_first_ends(*coroutines: Awaitable[Any]) -> None:
+    """Run a socket's writer, reader and drop watch side by side until one of them ends
+    (or raises: a disconnect), then cancel and wait for the others."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+
 def frame(kind: str, item_id: str | int | None, **body: Any) -> bytes:
     return orjson.dumps({"type": kind, "id": str(item_id) if item_id is not None else None, **body})
 

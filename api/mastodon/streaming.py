@@ -19,13 +19,13 @@ import contextlib
 from typing import Any, AsyncIterator
 
 import orjson
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from starlette.responses import PlainTextResponse, Response
 
 from api.auth import InvalidToken
 from api.http import HttpError, JSONResponse, account_of_token
-from api.live import Connection, LiveHub
+from api.live import Connection, LiveHub, until_first_ends
 from api.mastodon import entities
 from api.mastodon.common import MSignedIn
 
@@ -162,17 +162,9 @@ async def streaming_socket(ws: WebSocket) -> None:
             elif message.get("type") == "unsubscribe":
                 subscribed.discard(message["stream"])
 
-    tasks = [asyncio.create_task(writer()), asyncio.create_task(reader()), asyncio.create_task(conn.dropped.wait())]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    except WebSocketDisconnect:
-        pass
+        await until_first_ends(writer(), reader(), conn.dropped.wait())
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
         hub.disconnect(conn)
         with contextlib.suppress(Exception):
             await ws.close()

@@ -17,7 +17,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from api.auth import InvalidToken
 from api.http import account_of_token
-from api.live import Connection, LiveHub, frame, now_id
+from api.live import Connection, LiveHub, frame, now_id, until_first_ends
 
 router = APIRouter(prefix="/v1", tags=["live"])
 
@@ -122,15 +122,7 @@ async def _pump(ws: WebSocket, conn: Connection, heartbeat: float) -> None:
             if len(text) <= CLIENT_FRAME_MAX and '"ping"' in text:
                 conn.offer(frame("pong", None))
 
-    tasks = [asyncio.create_task(writer()), asyncio.create_task(reader()), asyncio.create_task(conn.dropped.wait())]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+    await until_first_ends(writer(), reader(), conn.dropped.wait())
     if conn.dropped.is_set():
         # Its socket may be full: say why if it can still take it, close regardless.
         with contextlib.suppress(BaseException):

@@ -31,7 +31,7 @@ def stack_env() -> dict[str, str]:
     from stack.services import ensure_up
 
     env = ensure_up(("kafka", "cassandra", "minio"), progress=False)
-    KEYSPACES.share(env["PHOTOSTREAM_READ_STORE"].rsplit("/", 1)[0])
+    KEYSPACES.shared = env["PHOTOSTREAM_READ_STORE"].rsplit("/", 1)[0]
     return env
 
 

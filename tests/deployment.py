@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,37 +116,33 @@ class Deployment:
 
 
 class KeyspacePool:
-    """Migrated keyspaces handed from one deployment to the next, emptied in between.
+    """Migrated keyspaces on the run's shared Cassandra, handed from one deployment to the
+    next and emptied in between.
 
     Creating a keyspace's ~70 tables takes 40 s on a busy single Cassandra node and
     dropping it 15 s more; truncating the few tables a test wrote takes a second or two
     (the local stack runs with auto_snapshot off). Only deployments whose workers have
-    stopped give their keyspace back, so nothing still writes into it."""
+    stopped give their keyspace back, so nothing still writes into it. Keyspaces on any
+    other node (a fault test's private one, gone after the test) are dropped instead."""
 
     def __init__(self) -> None:
-        self._free: dict[str, list[str]] = {}  # cassandra://host:port -> keyspaces
-        self._sessions: dict[str, tuple[Any, Any]] = {}
-        self._shared: set[str] = set()
-
-    def share(self, cassandra: str) -> None:
-        """Pool keyspaces on this Cassandra (the run's shared stack). Keyspaces on any
-        other, such as a fault test's private node that is gone after the test, are dropped."""
-        self._shared.add(cassandra)
+        self.shared: str | None = None  # cassandra://host:port of the run's stack
+        self._free: list[str] = []
+        self._connection: tuple[Any, Any] | None = None  # (cluster, session) to the shared node
 
     def acquire(self, cassandra: str) -> str | None:
-        free = self._free.get(cassandra)
-        return free.pop() if free else None
+        return self._free.pop() if cassandra == self.shared and self._free else None
 
     def release(self, read_store: str) -> None:
         cassandra, keyspace = read_store.rsplit("/", 1)
-        session = self._session(cassandra)
-        if cassandra not in self._shared:
-            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
-            self._sessions.pop(cassandra)[0].shutdown()
+        if cassandra != self.shared:
+            cluster, session = _connect(cassandra)
+            try:
+                session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+            finally:
+                cluster.shutdown()
             return
-        if session.cluster.metadata.all_hosts() and not any(h.is_up for h in session.cluster.metadata.all_hosts()):
-            self._close_sessions()  # Cassandra was restarted under it (a fault test): reconnect
-            session = self._session(cassandra)
+        session = self._session()
         try:
             tables = [r.table_name for r in session.execute(
                 "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
@@ -157,38 +152,34 @@ class KeyspacePool:
                 if probe.result().one() is not None:
                     session.execute(f"TRUNCATE {keyspace}.{table}", timeout=60)
         except Exception:
-            # Not reusable as it is (its node went away in a fault test, say): drop it.
-            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)  # never hand on a half-emptied one
             raise
         if tables:
-            self._free.setdefault(cassandra, []).append(keyspace)
+            self._free.append(keyspace)
 
     def drop_all(self) -> None:
-        """At the end of the run. A fault test may have restarted Cassandra under the
-        pooled sessions, so this one is new; a keyspace left behind is reported, not fatal:
-        it holds no test's outcome, and the next run's pool does not use it."""
-        self._close_sessions()
-        for cassandra, keyspaces in self._free.items():
-            try:
-                session = self._session(cassandra)
-                for keyspace in keyspaces:
-                    session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
-            except Exception as exc:  # noqa: BLE001 - see the docstring
-                warnings.warn(f"test keyspaces {', '.join(keyspaces)} on {cassandra} not dropped: {exc}", stacklevel=1)
-        self._free.clear()
-        self._close_sessions()
-
-    def _close_sessions(self) -> None:
-        for cluster, _ in self._sessions.values():
+        if self._connection is None:
+            return
+        cluster, session = self._connection
+        try:
+            for keyspace in self._free:
+                session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+        finally:
+            self._free.clear()
+            self._connection = None
             cluster.shutdown()
-        self._sessions.clear()
 
-    def _session(self, cassandra: str) -> Any:
-        if cassandra not in self._sessions:
-            from projections.cassandra_session import open_session, parse_cassandra_url
+    def _session(self) -> Any:
+        if self._connection is None:
+            assert self.shared is not None
+            self._connection = _connect(self.shared)
+        return self._connection[1]
 
-            self._sessions[cassandra] = open_session(parse_cassandra_url(f"{cassandra}/system"), create_keyspace=False)
-        return self._sessions[cassandra][1]
+
+def _connect(cassandra: str) -> tuple[Any, Any]:
+    from projections.cassandra_session import open_session, parse_cassandra_url
+
+    return open_session(parse_cassandra_url(f"{cassandra}/system"), create_keyspace=False)
 
 
 KEYSPACES = KeyspacePool()

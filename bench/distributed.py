@@ -61,7 +61,7 @@ import httpx  # noqa: E402
 
 from feed_latency import parse_wrk  # noqa: E402
 from harness import (  # noqa: E402
-    DEFAULT_GRAPH, NO_ADDRESS_LIMITS, CpuMeter, Deployment, add_stack_arguments, cpu_seconds, create_topic, fmt_cpu, fmt_load, fmt_rate,
+    DEFAULT_GRAPH, NO_ADDRESS_LIMITS, CpuMeter, pyplot, Deployment, add_stack_arguments, cpu_seconds, create_topic, fmt_cpu, fmt_load, fmt_rate,
     machine, median, pct, run_async, say, shown,
 )
 PROFILES = {
@@ -1401,13 +1401,8 @@ def print_table(b: Bench, s: dict[str, Any]) -> None:
 
 
 def plot(b: Bench, s: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        say("matplotlib is not installed: no plot (pip install matplotlib)")
+    plt = pyplot()
+    if plt is None:
         return False
     fr = b.results["freshness"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))

@@ -51,6 +51,20 @@ def say(message: str) -> None:
     print(f"[{now()}] {message}", flush=True)
 
 
+def pyplot() -> Any | None:
+    """matplotlib.pyplot drawing to files, or None (said once) when matplotlib is not
+    installed: it is not a project dependency, and the Markdown report does without."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        say("matplotlib is not installed: no plot (pip install matplotlib)")
+        return None
+    return plt
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

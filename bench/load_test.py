@@ -68,7 +68,7 @@ sys.path.insert(0, str(BENCH))
 import httpx  # noqa: E402
 
 from harness import (  # noqa: E402
-    DEFAULT_GRAPH, NO_ADDRESS_LIMITS, Deployment, add_stack_arguments, cpu_seconds, fmt_load, machine, machine_busy, pct, rss_mib, say,
+    DEFAULT_GRAPH, NO_ADDRESS_LIMITS, Deployment, pyplot, add_stack_arguments, cpu_seconds, fmt_load, machine, machine_busy, pct, rss_mib, say,
 )
 
 # The request mix, weights in %. Reads are three quarters (the home feed alone 40%),
@@ -869,13 +869,8 @@ def report_markdown(b: LoadTest, s: dict[str, Any], png: str | None) -> str:
 
 
 def plot(b: LoadTest, s: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        say("matplotlib is not installed: no plot (pip install matplotlib)")
+    plt = pyplot()
+    if plt is None:
         return False
     run = b.hold_run
     t0 = run.started

@@ -242,6 +242,13 @@ class CountingEvents:
         )
         return result
 
+    async def append_many(self, appends: Any) -> None:
+        await self.inner.append_many(appends)
+        for append in appends:
+            for event in append.events:
+                EVENTS_APPENDED.inc(type=event.type)
+        events_log.info("appended %d events to %d streams in bulk", sum(len(a.events) for a in appends), len(appends))
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 

@@ -42,7 +42,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -57,25 +56,22 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api.auth import TokenSigner, load_or_create_secret  # noqa: E402
-from api.seed import PrecomputedHasher, read_edges  # noqa: E402
+from api.seed import Network, PrecomputedHasher, bulk_seed, project, read_edges, seed_progress  # noqa: E402
 from api.settings import Settings  # noqa: E402
 from api.wiring import open_backend  # noqa: E402
-from bench.feed_latency import free_port, parse_wrk  # noqa: E402
-from commands.accounts import register_account  # noqa: E402
-from commands.context import Actor  # noqa: E402
-from commands.posts import create_post  # noqa: E402
-from commands.social import follow  # noqa: E402
-from domain.aggregates import media_stream  # noqa: E402
-from domain.events import ImageVariant, MediaRef, MediaStored, PostCreated, decode_event  # noqa: E402
+from bench.feed_latency import parse_wrk  # noqa: E402
+from bench.harness import Deployment, add_stack_arguments, say  # noqa: E402
+from commands.context import CommandContext  # noqa: E402
+from domain.events import ImageVariant, MediaRef, PostCreated, decode_event  # noqa: E402
 from projections.home_timeline import HOME_TIMELINE  # noqa: E402
+from streams.log_reader import LogReader  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "socfb-Reed98" / "socfb-Reed98.edges"
 if not REED.exists():
     REED = Path("/work/shared/datasets/socfb-Reed98/socfb-Reed98.edges")
-SECRET = "bench-feed-scale-secret"
 
 
 # ----- graphs --------------------------------------------------------------------------
@@ -129,56 +125,113 @@ class Graph:
 
 @dataclass
 class Seeded:
-    folder: Path
+    deployment: Deployment
     ids: list[str]  # account ids by node
-    media: list[str]  # one photo per node, for the write mix and the probes
+    media: list[str]  # a photo of each node (its first post's), for the write mix and the probes
     posts: list[str]
-    seconds: float
+    seconds: float  # appending the events (bulk_seed)
+    project_seconds: float  # projecting them (embedded runner, or the worker)
+    events: int
     threshold: int
 
+    @property
+    def settings(self) -> Settings:
+        return settings_of(self.deployment)
 
-def settings_for(folder: Path, threshold: int, feed_read: str = "hybrid") -> Settings:
-    return Settings(data_dir=folder, secret_key=SECRET, celebrity_threshold=threshold, feed_read=feed_read)  # type: ignore[arg-type]
+
+def settings_of(deployment: Deployment) -> Settings:
+    """The settings `photostream serve` gets from the deployment's environment."""
+    env = deployment.env
+    return Settings(
+        data_dir=deployment.data_dir,
+        secret_key=deployment.secret,
+        event_store=env.get("PHOTOSTREAM_EVENT_STORE", ""),
+        read_store=env.get("PHOTOSTREAM_READ_STORE", ""),
+        media_store=env.get("PHOTOSTREAM_MEDIA_STORE", ""),
+        celebrity_threshold=int(env["PHOTOSTREAM_CELEBRITY_THRESHOLD"]),
+        feed_read=env.get("PHOTOSTREAM_FEED_READ", "hybrid"),  # type: ignore[arg-type]
+    )
 
 
-def seed(graph: Graph, folder: Path, posts_per_account: int, threshold: int) -> Seeded:
-    started = time.perf_counter()
-    backend = open_backend(settings_for(folder, threshold), hasher=PrecomputedHasher("photostream"), run_projections=False, bulk=True)
-    ctx = backend.commands
-    ids: list[str] = []
-    media: list[str] = []
-    posts: list[str] = []
+async def unstored_photo(ctx: CommandContext, index: int) -> MediaRef:
+    """A photo recorded without bytes: the feed never reads them."""
+    media_id = ctx.new_id()
+    variant = ImageVariant(f"{media_id}/small-0000000000000000.jpg", "image/jpeg", 320, 320)
+    return MediaRef(media_id, "image/jpeg", 1080, 1080, {v: variant for v in ("thumb", "small", "large", "original")})
 
-    async def run() -> None:
+
+def network(graph: Graph, posts_per_account: int) -> Network:
+    return Network(
+        usernames=[f"user{node}" for node in range(graph.accounts)],
+        display_names=[f"User {node}" for node in range(graph.accounts)],
+        follows=graph.edges,
+        posts=[(node, f"post {n} by user{node} #bench") for n in range(posts_per_account) for node in range(graph.accounts)],
+    )
+
+
+def seed(graph: Graph, deployment: Deployment, posts_per_account: int, threshold: int) -> Seeded:
+    """Append the graph in bulk (api.seed.bulk_seed: what the command handlers would
+    append), then project it: embedded in this process, distributed by a real worker."""
+    settings = settings_of(deployment)
+    backend = open_backend(settings, hasher=PrecomputedHasher("photostream"), run_projections=False, bulk=True)
+    plan = network(graph, posts_per_account)
+
+    async def run(progress: Any) -> Any:
         await backend.start()
-        limit = asyncio.Semaphore(16)
+        try:
+            return await bulk_seed(backend, plan, "photostream", unstored_photo, progress)
+        finally:
+            await backend.events.close()
 
-        async def bounded(coro: Any) -> Any:
-            async with limit:
-                return await coro
+    with seed_progress() as progress:
+        started = time.perf_counter()
+        done = asyncio.run(run(progress))
+        seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        if settings.embedded:
+            project(backend, progress)
+        backend.views.close()
+    if not settings.embedded:
+        deployment.start_worker()
+        wait_projected(deployment, settings)
+    projected = time.perf_counter() - started
+    media = done.media_ids[: graph.accounts]  # the first post of each node, in node order
+    return Seeded(deployment, done.account_ids, media, done.post_ids, seconds, projected, done.events, threshold)
 
-        for node in range(graph.accounts):
-            ids.append((await register_account(ctx, f"user{node}", "photostream", f"User {node}")).value)
-        for node in range(graph.accounts):
-            media_id = ctx.new_id()
-            variant = ImageVariant(f"{media_id}/small-0000000000000000.jpg", "image/jpeg", 320, 320)
-            ref = MediaRef(media_id, "image/jpeg", 1080, 1080, {v: variant for v in ("thumb", "small", "large", "original")})
-            await ctx.append(media_stream(media_id), [MediaStored(media_id, ids[node], ref)], Actor(ids[node]))
-            media.append(media_id)
-        await asyncio.gather(*(bounded(follow(ctx, Actor(ids[a]), ids[b])) for a, b in graph.edges))
-        for n in range(posts_per_account):
-            for node in range(graph.accounts):
-                done = await create_post(ctx, Actor(ids[node]), f"post {n} by user{node} #bench", [media[node]])
-                posts.append(done.value.post_id)
-        backend.events.flush()  # type: ignore[attr-defined]
-        await backend.events.close()
 
-    asyncio.run(run())
-    from streams.embedded_runner import EmbeddedRunner
+def wait_projected(deployment: Deployment, settings: Settings, timeout: float = 3600) -> None:
+    """Until every projection's lane checkpoints have reached the topic's end offsets."""
+    from projections.registry import all_projectors
+    from api.wiring import projection_settings
 
-    EmbeddedRunner(backend.events, backend.views, backend.projectors, batch_size=2000).catch_up()  # type: ignore[arg-type]
-    backend.views.close()
-    return Seeded(folder, ids, media, posts, time.perf_counter() - started, threshold)
+    names = [p.name for p in all_projectors(projection_settings(settings))]
+    lanes = deployment.args.partitions
+    with LogReader.open(settings.event_store) as reader:
+        head = reader.head()
+    if deployment.session is None:
+        deployment.connect_cassandra()
+    deadline, last_note = time.monotonic() + timeout, time.monotonic()
+    while True:
+        rows = deployment.session.execute(f"SELECT projection, partition, position FROM {deployment.keyspace}.projection_checkpoints")
+        cps = {(r.projection, r.partition): r.position for r in rows}
+        behind = {
+            name: sum(
+                max(0, end - min(cps.get((f"{name}#{lane}", source), -1) for lane in range(lanes)))
+                for source, end in head.items() if end >= 0
+            )
+            for name in names
+        }
+        if not any(behind.values()):
+            return
+        if deployment.procs["worker"].poll() is not None:
+            raise RuntimeError(f"the worker exited; see {deployment.data_dir / 'worker.log'}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not catch up in {timeout:.0f}s: {behind}")
+        if time.monotonic() - last_note > 15:
+            slowest = max(behind, key=behind.__getitem__)
+            say(f"  ... projecting: {slowest} {behind[slowest]:,} events behind")
+            last_note = time.monotonic()
+        time.sleep(0.5)
 
 
 # ----- load ----------------------------------------------------------------------------
@@ -275,47 +328,18 @@ def pick_probes(graph: Graph) -> list[Probe]:
     ]
 
 
-def serve(seeded: Seeded, feed_read: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PHOTOSTREAM_DATA_DIR": str(seeded.folder),
-        "PHOTOSTREAM_SECRET_KEY": SECRET,
-        "PHOTOSTREAM_CELEBRITY_THRESHOLD": str(seeded.threshold),
-        "PHOTOSTREAM_FEED_READ": feed_read,
-    }
-    exe = Path(sys.executable).parent / "photostream"
-    server = subprocess.Popen([str(exe), "serve", "--port", str(port), "--log-level", "warning"], env=env)
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("the server did not become ready")
-
-
-def stop(server: subprocess.Popen) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def post_writes(seeded: Seeded, after: int, followers: dict[int, int], index: dict[str, int]) -> dict[str, Any]:
+def post_writes(seeded: Seeded, after: dict[int, int], followers: dict[int, int], index: dict[str, int]) -> dict[str, Any]:
     """Dry-run the posts logged after `after` through the hybrid projectors."""
-    backend = open_backend(settings_for(seeded.folder, seeded.threshold), run_projections=False)
+    settings = seeded.settings.model_copy(update={"feed_read": "hybrid"})
+    backend = open_backend(settings, run_projections=False)
     try:
         # rows written per post: (every projector, without home_timeline = the naive design)
         amplification: dict[str, list[tuple[int, int]]] = {"ordinary": [], "celebrity": []}
         fanout = 0
-        for _, _, body in backend.events.iter_raw(after):  # type: ignore[attr-defined]
-            event = decode_event(body)
+        with LogReader.open(settings.event_store) as reader:
+            records = list(reader.raw(after=after))
+        for record in records:
+            event = decode_event(record.body)
             if not isinstance(event.data, PostCreated):
                 continue
             # The same post as if it were new (an unused id next to it), so projectors that
@@ -334,14 +358,17 @@ def post_writes(seeded: Seeded, after: int, followers: dict[int, int], index: di
 
 
 def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespace) -> dict[str, Any]:
-    signer = TokenSigner(load_or_create_secret(seeded.folder, SECRET), 86400)
     rng = random.Random(1)
     readers = rng.sample(range(graph.accounts), min(args.readers, graph.accounts))
     followers = graph.followers()
     writers = [a for a in rng.sample(range(graph.accounts), min(50, graph.accounts)) if followers.get(a, 0) < seeded.threshold]
     probes = pick_probes(graph)
-    tokens = {n: signer.issue(seeded.ids[n]) for n in set(readers) | set(writers) | {p.author for p in probes} | {p.reader for p in probes}}
-    server, url = serve(seeded, design)
+    nodes = sorted(set(readers) | set(writers) | {p.author for p in probes} | {p.reader for p in probes})
+    tokens = dict(zip(nodes, seeded.deployment.tokens_for([seeded.ids[n] for n in nodes])))
+    deployment = seeded.deployment
+    deployment.env["PHOTOSTREAM_FEED_READ"] = design
+    deployment.start_serve()
+    url = deployment.url
     try:
         head_before = _head(seeded)
         read = wrk(url, READ_LUA % ",".join(f'"{tokens[r]}"' for r in readers), args.seconds, args.connections)
@@ -362,7 +389,7 @@ def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespa
         halt.set()
         prober.join(timeout=60)
     finally:
-        stop(server)
+        deployment.stop("serve")
     index = {account: node for node, account in enumerate(seeded.ids)}
     dry = post_writes(seeded, head_before, followers, index)
     column = 0 if design == "hybrid" else 1  # the baseline keeps no timelines: nothing is fanned out
@@ -390,14 +417,9 @@ def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespa
     return result
 
 
-def _head(seeded: Seeded) -> int:
-    from streams.sqlite_event_store import SqliteEventStore
-
-    store = SqliteEventStore(seeded.folder / "events.db")
-    try:
-        return store.head_sync()
-    finally:
-        asyncio.run(store.close())
+def _head(seeded: Seeded) -> dict[int, int]:
+    with LogReader.open(seeded.settings.event_store) as reader:
+        return reader.head()
 
 
 def _pct(values: list[float], p: int) -> float | None:
@@ -455,17 +477,22 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["embedded", "distributed"], default="embedded",
+                        help="embedded: SQLite in a data folder; distributed: a scratch topic, keyspace and bucket on the local stack, one worker")  # fmt: skip
     parser.add_argument("--sizes", default="2000,10000", help="accounts of each synthetic graph, comma separated")
     parser.add_argument("--no-reed", action="store_true", help="leave out the Reed98 graph")
-    parser.add_argument("--posts", type=int, default=2, help="seeded posts per account")
+    parser.add_argument("--posts", type=int, default=2, help="seeded posts per account (at least 1)")
     parser.add_argument("--celebrities", type=int, default=None, help="accounts pulled (default max(3, accounts / 1000))")
     parser.add_argument("--readers", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench-feed-scale"))
-    parser.add_argument("--keep", action="store_true", help="keep the seeded folders")
+    parser.add_argument("--worker-threads", type=int, default=8, help="distributed: threads of the worker")
+    parser.add_argument("--seed-only", action="store_true", help="seed and project each graph, print the times, run no workload")
+    add_stack_arguments(parser.add_argument_group("scratch deployment (harness.Deployment)"), "feedscale")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    if args.posts < 1:
+        parser.error("--posts must be at least 1 (the probes and the write mix post with a seeded photo)")
+    if shutil.which("wrk") is None and not args.seed_only:
         sys.exit("wrk is not installed: apt-get install wrk")
     load = os.getloadavg()[0]
     graphs = [Graph(f"heavy-tailed {n:,}", n, heavy_tailed(n)) for n in (int(s) for s in args.sizes.split(","))]
@@ -473,30 +500,43 @@ def main() -> None:
         accounts, edges = reed98()
         graphs.insert(0, Graph("Reed98", accounts, edges))
     rows: list[dict[str, Any]] = []
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    base = args.name
     try:
-        for graph in graphs:
-            folder = args.workdir / graph.name.replace(" ", "-").replace(",", "")
-            shutil.rmtree(folder, ignore_errors=True)
+        for number, graph in enumerate(graphs):
             counts = sorted(graph.followers().values(), reverse=True)
             threshold = counts[min(len(counts), args.celebrities or max(3, graph.accounts // 1000)) - 1]
-            print(f"seeding {graph.name}: {graph.accounts:,} accounts, {len(graph.edges):,} follows, threshold {threshold} ...", flush=True)
-            seeded = seed(graph, folder, args.posts, threshold)
-            print(f"  seeded in {seeded.seconds:.0f}s", flush=True)
-            for design in ("hybrid", "naive"):
-                result = run_design(graph, seeded, design, args)
-                rows.append({"graph": graph.name, "accounts": graph.accounts, "follows": len(graph.edges), "design": design, **result})
-                print(f"  {design}: {json.dumps(result)}", flush=True)
-            if not args.keep:
-                shutil.rmtree(folder, ignore_errors=True)
+            args.name = f"{base}-{number}"
+            deployment = Deployment(args, extra_env={"PHOTOSTREAM_CELEBRITY_THRESHOLD": str(threshold)})
+            try:
+                deployment.prepare()
+                say(f"seeding {graph.name}: {graph.accounts:,} accounts, {len(graph.edges):,} follows, threshold {threshold} ({args.backend}) ...")
+                seeded = seed(graph, deployment, args.posts, threshold)
+                say(f"  {seeded.events:,} events appended in {seeded.seconds:.1f}s, projected in {seeded.project_seconds:.1f}s"
+                    + (" (one worker, from its start)" if args.backend == "distributed" else ""))
+                if args.seed_only:
+                    continue
+                for design in ("hybrid", "naive"):
+                    result = run_design(graph, seeded, design, args)
+                    rows.append({"graph": graph.name, "accounts": graph.accounts, "follows": len(graph.edges), "design": design,
+                                 "seed_seconds": seeded.seconds, "project_seconds": seeded.project_seconds, **result})  # fmt: skip
+                    print(f"  {design}: {json.dumps(result)}", flush=True)
+            finally:
+                deployment.cleanup()
     finally:
         if rows:
             report(rows, args, load)
 
 
+BACKENDS = {
+    "embedded": "embedded backend (API, projections and SQLite in one `photostream serve`)",
+    "distributed": "distributed backend (one `photostream serve`, one `photostream worker` running every projector in both "
+    "designs, Kafka, Cassandra and MinIO of the local stack)",
+}
+
+
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, load: float) -> None:
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"feed-scale-{date.today().isoformat()}"
+    stem = RESULTS / f"feed-scale-{'' if args.backend == 'embedded' else 'distributed-'}{date.today().isoformat()}"
     text = table(rows)
     print("\n" + text)
     plot(rows, stem.with_suffix(".png"))
@@ -504,8 +544,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, load: float) ->
     stem.with_suffix(".json").write_text(json.dumps({"command": command, "load_at_start": load, "rows": rows}, indent=2))
     stem.with_suffix(".md").write_text(
         f"# The home feed at scale: hybrid fan-out beside fan-out on read\n\n"
-        f"Command: `{command}`  \nLoad average at start: {load:.1f} on {os.cpu_count()} cores; embedded backend "
-        f"(API, projections and SQLite in one `photostream serve`).\n\n{text}\n\n![plots]({stem.with_suffix('.png').name})\n"
+        f"Command: `{command}`  \nLoad average at start: {load:.1f} on {os.cpu_count()} cores; {BACKENDS[args.backend]}.\n\n"
+        f"{text}\n\n![plots]({stem.with_suffix('.png').name})\n"
     )
 
 

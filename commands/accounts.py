@@ -9,7 +9,7 @@ from domain import rules
 from domain.aggregates import Account, account_stream, fold_account, fold_media, media_stream
 from domain.errors import Conflict, NotAuthenticated, NotFound
 from domain.events import AccountRegistered, MediaRef, ProfileUpdated, SessionsRevoked
-from streams.event_store import UniqueClaim, UniqueViolation
+from streams.event_store import Append, UniqueClaim, UniqueViolation
 
 USERNAMES = "username"
 
@@ -23,19 +23,29 @@ async def register_account(
     shown = rules.check_display_name(display_name if display_name is not None else name)
     if await ctx.events.lookup_unique(USERNAMES, name) is not None:
         raise Conflict(f"username {name!r} is taken", field="username")
-    account_id = ctx.new_id()
     password_hash = await asyncio.to_thread(ctx.hasher.hash, password)
+    account_id, append = registration(ctx, name, shown or name, password_hash, correlation_id)
     try:
-        done = await ctx.append(
-            account_stream(account_id),
-            [AccountRegistered(account_id, name, shown or name, password_hash)],
-            Actor(account_id, correlation_id),
-            expected_version=0,
-            claims=[UniqueClaim(USERNAMES, name, account_id)],
-        )
+        done = await ctx.commit(append)
     except UniqueViolation as exc:  # lost a race with a concurrent sign-up
         raise Conflict(f"username {name!r} is taken", field="username") from exc
     return Done(done.token, account_id, done.events)
+
+
+def registration(
+    ctx: CommandContext, name: str, display_name: str, password_hash: str, correlation_id: str | None = None
+) -> tuple[str, Append]:
+    """A new account's id and the append that registers it, claiming the username (name
+    and display name already checked by the rules): register_account's, and the bulk
+    seeder's (api/seed.py)."""
+    account_id = ctx.new_id()
+    return account_id, ctx.prepare(
+        account_stream(account_id),
+        [AccountRegistered(account_id, name, display_name, password_hash)],
+        Actor(account_id, correlation_id),
+        expected_version=0,
+        claims=[UniqueClaim(USERNAMES, name, account_id)],
+    )
 
 
 async def authenticate(ctx: CommandContext, username: str, password: str) -> Account:

@@ -11,6 +11,7 @@ from domain.events import DomainEvent, Event, new_event, utc_now
 from domain.ids import IdGenerator
 from streams.event_store import (
     ANY_VERSION,
+    Append,
     ConcurrencyError,
     ConsistencyToken,
     EventStore,
@@ -90,12 +91,31 @@ class CommandContext:
         expected_version: int = ANY_VERSION,
         claims: Sequence[UniqueClaim] = (),
     ) -> Done:
+        return await self.commit(self.prepare(stream, data, actor, expected_version=expected_version, claims=claims))
+
+    async def commit(self, append: Append) -> Done:
+        """Make one prepared append."""
+        result = await self.events.append(
+            append.stream, append.events, expected_version=append.expected_version, claims=append.claims
+        )
+        return Done(result.token, events=append.events)
+
+    def prepare(
+        self,
+        stream: str,
+        data: Sequence[DomainEvent],
+        actor: Actor,
+        *,
+        expected_version: int = ANY_VERSION,
+        claims: Sequence[UniqueClaim] = (),
+    ) -> Append:
+        """The append `append` makes, not yet made: bulk loads (api/seed.py) collect
+        these and hand many at once to `EventStore.append_many`."""
         events = tuple(
             new_event(d, stream=stream, actor=actor.account_id, correlation_id=actor.correlation_id, occurred_at=self.clock())
             for d in data
         )
-        result = await self.events.append(stream, events, expected_version=expected_version, claims=claims)
-        return Done(result.token, events=events)
+        return Append(stream, events, expected_version, tuple(claims))
 
 
 async def retry_on_conflict(decide: Callable[[], Awaitable[T]], attempts: int = 5) -> T:

@@ -9,6 +9,7 @@ from domain import rules
 from domain.aggregates import fold_media, fold_post, media_stream, post_stream
 from domain.errors import NotFound
 from domain.events import MediaRef, PostCreated, PostDeleted, PostEdited
+from streams.event_store import Append
 
 
 async def resolve_mentions(ctx: CommandContext, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -30,10 +31,20 @@ async def create_post(ctx: CommandContext, actor: Actor, caption: str, media_ids
         rules.check_media_usable(media_id, media.owner_id if media else None, actor.account_id)
         assert media is not None
         refs.append(media.ref)
-    post_id = ctx.new_id()
-    event = PostCreated(post_id, actor.account_id, caption, tuple(refs), tags, await resolve_mentions(ctx, mentions))
-    done = await ctx.append(post_stream(post_id), [event], actor, expected_version=0)
+    event, append = post_creation(ctx, actor, caption, tags, refs, await resolve_mentions(ctx, mentions))
+    done = await ctx.commit(append)
     return Done(done.token, event, done.events)
+
+
+def post_creation(
+    ctx: CommandContext, actor: Actor, caption: str, tags: tuple[str, ...], refs: list[MediaRef], mentions: tuple[str, ...]
+) -> tuple[PostCreated, Append]:
+    """A new post and the append that creates it (caption checked, photos the actor's,
+    mentions resolved): create_post's, and the bulk seeder's (api/seed.py)."""
+    assert actor.account_id is not None
+    post_id = ctx.new_id()
+    event = PostCreated(post_id, actor.account_id, caption, tuple(refs), tags, mentions)
+    return event, ctx.prepare(post_stream(post_id), [event], actor, expected_version=0)
 
 
 async def edit_post(ctx: CommandContext, actor: Actor, post_id: str, caption: str) -> Done:

@@ -38,7 +38,7 @@ from domain.events import (
     Unfollowed,
     Unmuted,
 )
-from streams.event_store import ConsistencyToken
+from streams.event_store import Append, ConsistencyToken
 
 
 async def blocks_between(ctx: CommandContext, a: str, b: str) -> tuple[bool, bool]:
@@ -118,15 +118,14 @@ async def follow(ctx: CommandContext, actor: Actor, followee_id: str) -> Done:
         followee, _ = await ctx.load(account_stream(followee_id), fold_account)
         if followee is None:
             raise NotFound(f"account {followee_id} does not exist")
-        if followee.private:
-            if state == REQUESTED:
-                return Done(None, REQUESTED)
-            event: DomainEvent = FollowRequested(follower_id, followee_id, ctx.new_id())
-            after = REQUESTED
-        else:
-            event, after = Followed(follower_id, followee_id, ctx.new_id()), FOLLOWING
-        done = await ctx.append(stream, [event], actor, expected_version=version)
-        return Done(done.token, after, done.events)
+        if not followee.private:
+            done = await ctx.commit(following(ctx, actor, followee_id, version))
+            return Done(done.token, FOLLOWING, done.events)
+        if state == REQUESTED:
+            return Done(None, REQUESTED)
+        request = FollowRequested(follower_id, followee_id, ctx.new_id())
+        done = await ctx.append(stream, [request], actor, expected_version=version)
+        return Done(done.token, REQUESTED, done.events)
 
     done = await retry_on_conflict(decide)
     if done.events:
@@ -138,6 +137,15 @@ async def follow(ctx: CommandContext, actor: Actor, followee_id: str) -> Done:
             await _end_follow(ctx, actor, follower_id, followee_id)
             await ensure_not_blocked(ctx, follower_id, followee_id)
     return done
+
+
+def following(ctx: CommandContext, actor: Actor, followee_id: str, version: int = 0) -> Append:
+    """The append by which the actor follows a public account whose follow stream is at
+    `version` (not following): follow's, and the bulk seeder's (api/seed.py)."""
+    follower_id = actor.account_id or ""
+    return ctx.prepare(
+        follow_stream(follower_id, followee_id), [Followed(follower_id, followee_id, ctx.new_id())], actor, expected_version=version
+    )
 
 
 async def unfollow(ctx: CommandContext, actor: Actor, followee_id: str) -> Done:

@@ -47,6 +47,16 @@ class UniqueClaim:
 
 
 @dataclass(frozen=True)
+class Append:
+    """One append as `EventStore.append` takes it, for `append_many`."""
+
+    stream: str
+    events: tuple[Event, ...]
+    expected_version: int = ANY_VERSION
+    claims: tuple[UniqueClaim, ...] = ()
+
+
+@dataclass(frozen=True)
 class ConsistencyToken:
     """Where in the log a write landed: partition -> position of its last event there."""
 
@@ -112,6 +122,14 @@ class EventStore(Protocol):
         claims: Sequence[UniqueClaim] = (),
     ) -> AppendResult:
         """Durably append events to one stream. Idempotent per event_id."""
+
+    async def append_many(self, appends: Sequence[Append]) -> None:
+        """Bulk loads (seeding): the appends, in order, each as `append` would write it
+        (stream versions, expected versions and claims checked, also against earlier
+        appends of the same call), far faster. Every check is made before anything is
+        written, so a call refused by a check writes nothing. Unlike `append`, not idempotent per
+        event_id (events already in the log are refused) and not for a log others
+        write at the same time."""
 
     async def read_stream(self, stream: str) -> list[Recorded]:
         """Every event of one stream, in order (write-side loading)."""

@@ -114,6 +114,7 @@ from domain.events import Event, Recorded, decode_event, encode_event
 from projections.cassandra_session import CassandraUrl, open_session, parse_cassandra_url
 from streams.event_store import (
     ANY_VERSION,
+    Append,
     AppendResult,
     ConcurrencyError,
     EventStoreError,
@@ -191,6 +192,15 @@ STATEMENTS = {
     "insert_row": (
         "INSERT INTO {ks}.event_streams (stream, version, event_id, body, partition, published,"
         " append_first, append_last, claims, appended_at) VALUES (?, ?, ?, ?, ?, false, ?, ?, ?, ?)"
+    ),
+    # Bulk loads (append_many): the stream's rows and head without compare-and-set.
+    "bulk_row": (
+        "INSERT INTO {ks}.event_streams (stream, version, head, event_id, body, partition, published,"
+        " append_first, append_last, claims, appended_at) VALUES (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?)"
+    ),
+    "bulk_claim": (
+        "INSERT INTO {ks}.unique_claims (namespace, value, owner, stream, event_id, claimed_at, confirmed)"
+        " VALUES (?, ?, ?, ?, ?, ?, true)"
     ),
     "delete_row": "DELETE FROM {ks}.event_streams WHERE stream = ? AND version = ? IF event_id = ?",
     "mark": "UPDATE {ks}.event_streams SET published = true, offset = ? WHERE stream = ? AND version = ?",
@@ -627,6 +637,90 @@ class KafkaEventStore:
             except _Done as done:
                 return done.result
             return await self._publish_reserved(cql, producer, reservation)
+
+    async def append_many(self, appends: Sequence[Append]) -> None:
+        """Bulk load, in the order of a single append but without its Paxos rounds (no
+        other writer is expected): read every stream's head and claim and check them
+        all; write the claims (confirmed), event ids and stream rows (unpublished, so
+        the outbox sweeper republishes them if this load dies before Kafka has them);
+        produce every partition's events as full record batches (an append never split);
+        mark the rows published."""
+        appends = list(appends)
+        for a in appends:
+            _check_append(a.stream, tuple(a.events))
+        with unavailable_as_port_error("append_many"):
+            cql = await self._index()
+            producer = await self._kafka()
+            streams = list(dict.fromkeys(a.stream for a in appends))
+            keys = list(dict.fromkeys((c.namespace, c.value) for a in appends for c in a.claims))
+            heads = dict(zip(streams, await _bounded([lambda s=s: self._head(cql, s) for s in streams])))
+            holders = await _bounded([lambda k=k: cql.run("lookup", *k) for k in keys])
+            owners = {k: rows[0].owner for k, rows in zip(keys, holders) if rows}
+            rows_of: dict[str, list[StreamRow]] = {}
+            appends_by_partition: dict[int, list[list[StreamRow]]] = {}
+            claimed: list[tuple[UniqueClaim, StreamRow]] = []
+            for a in appends:
+                head = heads[a.stream]
+                if a.expected_version != ANY_VERSION and a.expected_version != head:
+                    raise ConcurrencyError(a.stream, a.expected_version, head)
+                for claim in a.claims:
+                    owner = owners.setdefault((claim.namespace, claim.value), claim.owner)
+                    if owner != claim.owner:
+                        raise UniqueViolation(claim.namespace, claim.value, owner)
+                partition = partition_for(a.stream, self.partitions)
+                last = head + len(a.events)
+                rows = [
+                    StreamRow(a.stream, head + i, e.event_id, encode_event(e), partition, head + 1, last, tuple(a.claims) if i == 1 else ())
+                    for i, e in enumerate(a.events, start=1)
+                ]
+                if sum(len(r.body) + len(a.stream) + 128 for r in rows) > MAX_APPEND_BYTES:
+                    raise EventStoreError(f"an append is at most {MAX_APPEND_BYTES} bytes")
+                claimed += [(c, rows[0]) for c in a.claims]
+                rows_of.setdefault(a.stream, []).extend(rows)
+                appends_by_partition.setdefault(partition, []).append(rows)
+                heads[a.stream] = last
+            now = now_utc()
+            await _bounded(
+                [lambda c=c, r=r: cql.run("bulk_claim", c.namespace, c.value, c.owner, r.stream, r.event_id, now) for c, r in claimed]
+                + [lambda r=r: cql.run("set_pointer", r.event_id, r.stream, r.version) for rows in rows_of.values() for r in rows]
+            )
+            await _bounded([lambda rows=rows: cql.execute(self._bulk_rows(cql, rows, now)) for rows in rows_of.values()])
+            sent = await asyncio.gather(*(self._produce_all(producer, p, groups) for p, groups in appends_by_partition.items()))
+            marked: dict[str, list[StreamRow]] = {}
+            for row in (r for batch in sent for r in batch):
+                marked.setdefault(row.stream, []).append(row)
+            await _bounded([lambda rows=rows: self._mark(cql, rows) for rows in marked.values()])
+
+    @staticmethod
+    def _bulk_rows(cql: AsyncCql, rows: list[StreamRow], appended_at: datetime) -> BatchStatement:
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)  # one stream: one partition, one mutation
+        head = rows[-1].version
+        for r in rows:
+            claims = [(c.namespace, c.value, c.owner) for c in r.claims] or None
+            batch.add(
+                cql.prepared["bulk_row"],
+                (r.stream, r.version, head, r.event_id, r.body, r.partition, r.first, r.last, claims, appended_at),
+            )
+        return batch
+
+    async def _produce_all(self, producer: AIOKafkaProducer, partition: int, appends: list[list[StreamRow]]) -> list[StreamRow]:
+        """One partition's appends as record batches of up to MAX_APPEND_BYTES (the size
+        rule of `append`, so an append always fits whole), in order; the rows with offsets."""
+        groups: list[list[StreamRow]] = [[]]
+        size = 0
+        for rows in appends:
+            need = sum(len(r.body) + len(r.stream) + 128 for r in rows)
+            if size + need > MAX_APPEND_BYTES and groups[-1]:
+                groups.append([])
+                size = 0
+            groups[-1].extend(rows)
+            size += need
+        pending = [(await self._send(producer, rows), rows) for rows in groups if rows]
+        out: list[StreamRow] = []
+        for future, rows in pending:
+            metadata = await asyncio.wait_for(future, self.produce_timeout)
+            out += [replace(r, offset=metadata.offset + i, published=True) for i, r in enumerate(rows)]
+        return out
 
     async def _leader_reachable(self, producer: AIOKafkaProducer, partition: int) -> None:
         """Refuse at once, before writing anything, when the partition's leader cannot be
@@ -1122,6 +1216,20 @@ def _check_append(stream: str, events: tuple[Event, ...]) -> None:
         raise EventStoreError("nothing to append")
     if any(e.stream != stream for e in events):
         raise EventStoreError(f"every event must belong to stream {stream}")
+
+
+async def _bounded(calls: list[Any], limit: int = 128) -> list[Any]:
+    """Run the calls (each returning an awaitable) with at most `limit` in flight; the
+    results in order."""
+    results: list[Any] = [None] * len(calls)
+    queue = iter(enumerate(calls))
+
+    async def worker() -> None:
+        for i, call in queue:
+            results[i] = await call()
+
+    await asyncio.gather(*(worker() for _ in range(min(limit, len(calls)))))
+    return results
 
 
 def _withdrawn() -> list[StreamRow]:

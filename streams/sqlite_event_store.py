@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 from domain.events import Event, Recorded, decode_event, encode_event, format_time
 from streams.event_store import (
     ANY_VERSION,
+    Append,
     AppendResult,
     ConcurrencyError,
     EventStoreError,
@@ -147,6 +148,75 @@ class SqliteEventStore:
         with self._appended:
             self._appended.notify_all()
         return AppendResult(tuple(positions))
+
+    async def append_many(self, appends: Sequence[Append]) -> None:
+        await asyncio.to_thread(self.append_many_sync, appends)
+
+    def append_many_sync(self, appends: Sequence[Append]) -> None:
+        """One transaction: the checks in bulk queries, then one INSERT of every row."""
+        for a in appends:
+            if not a.events:
+                raise EventStoreError("nothing to append")
+            if any(e.stream != a.stream for e in a.events):
+                raise EventStoreError(f"every event must belong to stream {a.stream}")
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                versions = self._stream_versions(conn, {a.stream for a in appends})
+                owners = self._claim_owners(conn, {(c.namespace, c.value) for a in appends for c in a.claims})
+                rows = []
+                for a in appends:
+                    current = versions.get(a.stream, 0)
+                    if a.expected_version != ANY_VERSION and a.expected_version != current:
+                        raise ConcurrencyError(a.stream, a.expected_version, current)
+                    for claim in a.claims:
+                        owner = owners.setdefault((claim.namespace, claim.value), claim.owner)
+                        if owner != claim.owner:
+                            raise UniqueViolation(claim.namespace, claim.value, owner)
+                    for offset, event in enumerate(a.events, start=1):
+                        rows.append((event.event_id, a.stream, current + offset, event.type, format_time(event.occurred_at), encode_event(event)))
+                    versions[a.stream] = current + len(a.events)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO unique_claims (namespace, value, owner) VALUES (?, ?, ?)",
+                    [(c.namespace, c.value, c.owner) for a in appends for c in a.claims],
+                )
+                try:
+                    conn.executemany(
+                        "INSERT INTO events (event_id, stream, stream_version, type, occurred_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                except sqlite3.IntegrityError as exc:  # the only other UNIQUE is (stream, version), checked above
+                    raise EventStoreError(f"some of these events were appended before: {exc}") from exc
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        with self._appended:
+            self._appended.notify_all()
+
+    @staticmethod
+    def _stream_versions(conn: sqlite3.Connection, streams: set[str]) -> dict[str, int]:
+        versions: dict[str, int] = {}
+        names = list(streams)
+        for start in range(0, len(names), 500):
+            chunk = names[start:start + 500]
+            versions.update(conn.execute(
+                f"SELECT stream, MAX(stream_version) FROM events WHERE stream IN ({','.join('?' * len(chunk))}) GROUP BY stream",
+                chunk,
+            ).fetchall())
+        return versions
+
+    @staticmethod
+    def _claim_owners(conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        owners: dict[tuple[str, str], str] = {}
+        for namespace, value in keys:
+            row = conn.execute(
+                "SELECT owner FROM unique_claims WHERE namespace = ? AND value = ?", (namespace, value)
+            ).fetchone()
+            if row is not None:
+                owners[(namespace, value)] = row[0]
+        return owners
 
     @staticmethod
     def _already_appended(conn: sqlite3.Connection, events: Sequence[Event]) -> AppendResult | None:

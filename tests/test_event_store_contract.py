@@ -23,6 +23,7 @@ import pytest
 from domain.events import AccountRegistered, DomainEvent, Event, ProfileUpdated, new_event
 from streams.event_store import (
     ANY_VERSION,
+    Append,
     AppendResult,
     ConcurrencyError,
     ConsistencyToken,
@@ -371,6 +372,58 @@ def test_read_gives_back_whole_events_with_their_stream_version(harness: Harness
     got = harness.run(harness.store.read(partition, before[partition], 10))
     assert [r.event for r in got] == events
     assert [r.stream_version for r in got] == [1, 2]
+
+
+# ----- append_many (bulk loads) ---------------------------------------------------------
+
+
+def test_append_many_writes_what_the_single_appends_would(harness: Harness) -> None:
+    store = harness.store
+    accounts = [new_id() for _ in range(20)]
+    names = {a: f"bulk{a}" for a in accounts}
+    before = harness.run(store.head())
+    appends = [Append(stream_of(a), (registered(a, names[a]),), 0, (claim(names[a], a),)) for a in accounts]
+    # A second append to some of the same streams in the same call continues their versions.
+    appends += [Append(stream_of(a), (updated(a), updated(a, "again")), 1) for a in accounts[:5]]
+    harness.run(store.append_many(appends))
+    for a in accounts:
+        recorded = harness.run(store.read_stream(stream_of(a)))
+        wanted = [e for x in appends if x.stream == stream_of(a) for e in x.events]
+        assert [r.event for r in recorded] == wanted
+        assert [r.stream_version for r in recorded] == list(range(1, len(wanted) + 1))
+        assert harness.run(store.lookup_unique(USERNAME, names[a])) == a
+    after = harness.run(store.head())
+    logged = [r for p in range(store.partitions) for r in harness.run(store.read(p, before[p], 1000))]
+    assert sorted(r.event.event_id for r in logged) == sorted(e.event_id for x in appends for e in x.events)
+    assert sum(after.values()) - sum(before.values()) == 20 + 10
+    # The single append sees the bulk's versions and claims.
+    with pytest.raises(ConcurrencyError):
+        harness.run(store.append(stream_of(accounts[0]), [updated(accounts[0])], expected_version=1))
+    harness.run(store.append(stream_of(accounts[0]), [updated(accounts[0])], expected_version=3))
+    other = new_id()
+    with pytest.raises(UniqueViolation):
+        harness.run(store.append(stream_of(other), [registered(other)], expected_version=0, claims=[claim(names[accounts[1]], other)]))
+
+
+@pytest.mark.parametrize("refusal", ["stale version", "claim taken", "claimed twice in the call"])
+def test_append_many_refused_by_a_check_writes_nothing(harness: Harness, refusal: str) -> None:
+    store = harness.store
+    alice, bob, carol = new_id(), new_id(), new_id()
+    name = f"taken{alice}"
+    harness.run(store.append(stream_of(alice), [registered(alice, name)], expected_version=0, claims=[claim(name, alice)]))
+    fine = Append(stream_of(bob), (registered(bob, f"free{bob}"),), 0, (claim(f"free{bob}", bob),))
+    bad = {
+        "stale version": Append(stream_of(alice), (updated(alice),), 0),
+        "claim taken": Append(stream_of(carol), (registered(carol, name),), 0, (claim(name, carol),)),
+        "claimed twice in the call": Append(stream_of(carol), (registered(carol, f"free{bob}"),), 0, (claim(f"free{bob}", carol),)),
+    }[refusal]
+    before = harness.run(store.head())
+    with pytest.raises(ConcurrencyError if refusal == "stale version" else UniqueViolation):
+        harness.run(store.append_many([fine, bad]))
+    assert harness.run(store.head()) == before
+    assert harness.run(store.read_stream(stream_of(bob))) == []
+    assert harness.run(store.lookup_unique(USERNAME, f"free{bob}")) is None
+    assert len(harness.run(store.read_stream(stream_of(alice)))) == 1
 
 
 def test_the_token_names_the_last_position_per_partition(harness: Harness) -> None:

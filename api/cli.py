@@ -119,7 +119,7 @@ def serve(host: str, port: int, data_dir: Path | None, log_level: str | None) ->
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder of the embedded stores.")
 def seed(graph_path: Path, posts_per_account: int, max_accounts: int | None, password: str, data_dir: Path | None) -> None:
     """Create an account per node of a graph (user0, user1, ...), their follows, and
-    generated photo posts, all through the command handlers, with a progress bar.
+    generated photo posts, as the command handlers would append them (in bulk), with a progress bar.
 
     Example: photostream seed --graph ../shared/datasets/socfb-Reed98/socfb-Reed98.edges
     """

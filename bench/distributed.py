@@ -4,7 +4,7 @@ Starts everything it needs on the local stack (Kafka, Cassandra and MinIO must b
 running: `photostream stack up`), on a fresh topic, keyspace, bucket and data folder that
 it drops again at the end:
 
- 0. seeds the Reed98 graph through the command handlers (`photostream seed`) with the
+ 0. seeds the Reed98 graph (`photostream seed`: bulk appends of the commands' events) with the
     worker stopped, then starts one `photostream worker` and times how long it takes to
     project that backlog;
  1. APPEND: with the worker stopped, wrk drives a mix of commands (like, comment,

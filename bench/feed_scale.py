@@ -3,9 +3,13 @@
 For each graph (heavy-tailed synthetic follower graphs of --sizes accounts, and the
 Reed98 graph), in one run:
 
-1. Seed a fresh embedded data folder through the command handlers: directed follows,
-   --posts posts per account (photos recorded as MediaStored events without bytes: the
-   feed never reads them), then project everything.
+1. Seed a fresh deployment (harness.Deployment; --backend embedded: a data folder;
+   distributed: a scratch topic, keyspace and bucket on the local stack) in bulk
+   (api.seed.bulk_seed: the events the command handlers would append, appended
+   thousands at a time): accounts, directed follows, --posts posts per account (photos
+   recorded as MediaStored events without bytes: the feed never reads them); then
+   project everything (embedded: the embedded runner, in this process; distributed: one
+   `photostream worker`, kept running for the workload).
 2. For each design, start `photostream serve` on it (PHOTOSTREAM_FEED_READ=hybrid, the
    design, or naive: the feed joins follows and posts per request and no timelines are
    kept) and, for --seconds:
@@ -27,10 +31,14 @@ followed account (default: one in a thousand accounts, at least 3), so the heavy
 head is pulled at every size, as the few accounts with hundreds of thousands of
 followers would be at full scale with the default 10,000.
 
-Output: a table on stdout and results/feed-scale-<date>.md, .json and .png.
+Output: a table on stdout and results/feed-scale[-distributed]-<date>.md, .json and .png.
+The scratch folder (and topic, keyspace, bucket) of each graph is dropped after it
+(--keep leaves them).
 
-    python bench/feed_scale.py --sizes 2000,10000      # about 10 min per 10k accounts on 2 cores
+    python bench/feed_scale.py --sizes 2000,10000
     python bench/feed_scale.py --sizes 1000 --seconds 5 --no-reed   # smoke
+    python bench/feed_scale.py --backend distributed --sizes 1000 --seconds 5 --no-reed
+    python bench/feed_scale.py --sizes 100000 --no-reed --seed-only  # seeding times only
 """
 from __future__ import annotations
 

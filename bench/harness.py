@@ -360,7 +360,7 @@ class Deployment:
         subprocess.run([self.exe, "migrate"], env=self.env, check=True, capture_output=True, cwd=self.data_dir)
 
     def seed_graph(self, graph: Path, posts_per_account: int, max_accounts: int | None) -> dict[str, Any]:
-        """`photostream seed` through the command handlers (embedded: also projected)."""
+        """`photostream seed` (bulk appends of what the command handlers would append; embedded: also projected)."""
         argv = [self.exe, "seed", "--graph", str(graph), "--posts-per-account", str(posts_per_account)]
         if max_accounts:
             argv += ["--max-accounts", str(max_accounts)]

@@ -135,6 +135,7 @@ PING_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0
 MAX_APPEND_BYTES = 900_000  # one record batch; the broker's default limit is 1 MiB
 ANY_VERSION_ATTEMPTS = 64
+BULK_BATCH_BYTES = 32 * 1024  # well under Cassandra's batch_size_fail_threshold (50 KiB)
 POISONED_PRODUCER = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     KafkaError,
@@ -684,7 +685,7 @@ class KafkaEventStore:
                 [lambda c=c, r=r: cql.run("bulk_claim", c.namespace, c.value, c.owner, r.stream, r.event_id, now) for c, r in claimed]
                 + [lambda r=r: cql.run("set_pointer", r.event_id, r.stream, r.version) for rows in rows_of.values() for r in rows]
             )
-            await _bounded([lambda rows=rows: cql.execute(self._bulk_rows(cql, rows, now)) for rows in rows_of.values()])
+            await _bounded([lambda b=b: cql.execute(b) for rows in rows_of.values() for b in self._bulk_rows(cql, rows, now)])
             sent = await asyncio.gather(*(self._produce_all(producer, p, groups) for p, groups in appends_by_partition.items()))
             marked: dict[str, list[StreamRow]] = {}
             for row in (r for batch in sent for r in batch):
@@ -692,16 +693,23 @@ class KafkaEventStore:
             await _bounded([lambda rows=rows: self._mark(cql, rows) for rows in marked.values()])
 
     @staticmethod
-    def _bulk_rows(cql: AsyncCql, rows: list[StreamRow], appended_at: datetime) -> BatchStatement:
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)  # one stream: one partition, one mutation
+    def _bulk_rows(cql: AsyncCql, rows: list[StreamRow], appended_at: datetime) -> list[BatchStatement]:
+        """One stream's rows, each with the stream's final head, as UNLOGGED batches (one
+        partition: one mutation each) kept under Cassandra's batch size limit."""
         head = rows[-1].version
+        batches: list[BatchStatement] = []
+        size = BULK_BATCH_BYTES
         for r in rows:
+            if size + len(r.body) > BULK_BATCH_BYTES:
+                batches.append(BatchStatement(batch_type=BatchType.UNLOGGED))
+                size = 0
+            size += len(r.body)
             claims = [(c.namespace, c.value, c.owner) for c in r.claims] or None
-            batch.add(
+            batches[-1].add(
                 cql.prepared["bulk_row"],
                 (r.stream, r.version, head, r.event_id, r.body, r.partition, r.first, r.last, claims, appended_at),
             )
-        return batch
+        return batches
 
     async def _produce_all(self, producer: AIOKafkaProducer, partition: int, appends: list[list[StreamRow]]) -> list[StreamRow]:
         """One partition's appends as record batches of up to MAX_APPEND_BYTES (the size

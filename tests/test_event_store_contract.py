@@ -385,6 +385,8 @@ def test_append_many_writes_what_the_single_appends_would(harness: Harness) -> N
     appends = [Append(stream_of(a), (registered(a, names[a]),), 0, (claim(names[a], a),)) for a in accounts]
     # A second append to some of the same streams in the same call continues their versions.
     appends += [Append(stream_of(a), (updated(a), updated(a, "again")), 1) for a in accounts[:5]]
+    # One stream with many events, more bytes than one index batch is given (32 KiB).
+    appends.append(Append(stream_of(accounts[5]), tuple(updated(accounts[5], f"{i} " + "x" * 1500) for i in range(40)), 1))
     harness.run(store.append_many(appends))
     for a in accounts:
         recorded = harness.run(store.read_stream(stream_of(a)))
@@ -395,7 +397,7 @@ def test_append_many_writes_what_the_single_appends_would(harness: Harness) -> N
     after = harness.run(store.head())
     logged = [r for p in range(store.partitions) for r in harness.run(store.read(p, before[p], 1000))]
     assert sorted(r.event.event_id for r in logged) == sorted(e.event_id for x in appends for e in x.events)
-    assert sum(after.values()) - sum(before.values()) == 20 + 10
+    assert sum(after.values()) - sum(before.values()) == 20 + 10 + 40
     # The single append sees the bulk's versions and claims.
     with pytest.raises(ConcurrencyError):
         harness.run(store.append(stream_of(accounts[0]), [updated(accounts[0])], expected_version=1))

@@ -70,7 +70,7 @@ from api.seed import Network, PrecomputedHasher, bulk_seed, project, read_edges,
 from api.settings import Settings  # noqa: E402
 from api.wiring import open_backend  # noqa: E402
 from bench.feed_latency import parse_wrk  # noqa: E402
-from bench.harness import Deployment, add_stack_arguments, say  # noqa: E402
+from bench.harness import Deployment, add_stack_arguments, pyplot, say  # noqa: E402
 from commands.context import CommandContext  # noqa: E402
 from domain.events import ImageVariant, MediaRef, PostCreated, decode_event  # noqa: E402
 from projections.home_timeline import HOME_TIMELINE  # noqa: E402
@@ -439,12 +439,10 @@ def _pct(values: list[float], p: int) -> float | None:
 # ----- report --------------------------------------------------------------------------
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(rows: list[dict[str, Any]], path: Path) -> bool:
+    plt = pyplot()
+    if plt is None:
+        return False
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for design, style in (("hybrid", "o-"), ("naive", "s--")):
         mine = sorted((r for r in rows if r["design"] == design), key=lambda r: r["accounts"])
@@ -463,6 +461,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return True
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -496,6 +495,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--worker-threads", type=int, default=8, help="distributed: threads of the worker")
     parser.add_argument("--seed-only", action="store_true", help="seed and project each graph, print the times, run no workload")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the report goes (default bench/results)")
     add_stack_arguments(parser.add_argument_group("scratch deployment (harness.Deployment)"), "feedscale")
     args = parser.parse_args()
     if args.posts < 1:
@@ -543,17 +543,19 @@ BACKENDS = {
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, load: float) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"feed-scale-{'' if args.backend == 'embedded' else 'distributed-'}{date.today().isoformat()}"
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / f"feed-scale-{'' if args.backend == 'embedded' else 'distributed-'}{date.today().isoformat()}"
     text = table(rows)
     print("\n" + text)
-    plot(rows, stem.with_suffix(".png"))
+    drawn = plot(rows, stem.with_suffix(".png"))
     command = "python bench/feed_scale.py " + " ".join(sys.argv[1:])
     stem.with_suffix(".json").write_text(json.dumps({"command": command, "load_at_start": load, "rows": rows}, indent=2))
     stem.with_suffix(".md").write_text(
         f"# The home feed at scale: hybrid fan-out beside fan-out on read\n\n"
         f"Command: `{command}`  \nLoad average at start: {load:.1f} on {os.cpu_count()} cores; {BACKENDS[args.backend]}.\n\n"
-        f"{text}\n\n![plots]({stem.with_suffix('.png').name})\n"
+        f"{text}\n\nSeeding (api.seed.bulk_seed, then projected): "
+        + "; ".join(f"{r['graph']} appended in {r['seed_seconds']:.0f} s, projected in {r['project_seconds']:.0f} s" for r in rows if r["design"] == "hybrid")
+        + ".\n" + (f"\n![plots]({stem.with_suffix('.png').name})\n" if drawn else "")
     )
 
 

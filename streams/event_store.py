@@ -127,9 +127,9 @@ class EventStore(Protocol):
         """Bulk loads (seeding): the appends, in order, each as `append` would write it
         (stream versions, expected versions and claims checked, also against earlier
         appends of the same call), far faster. Every check is made before anything is
-        written, so a call refused by a check writes nothing. Unlike `append`, not idempotent per
-        event_id (events already in the log are refused) and not for a log others
-        write at the same time."""
+        written, so a call refused by a check writes nothing. Unlike `append`: not
+        idempotent per event_id (give it new events only), and without compare-and-set,
+        so not for a log others write at the same time."""
 
     async def read_stream(self, stream: str) -> list[Recorded]:
         """Every event of one stream, in order (write-side loading)."""

@@ -20,8 +20,9 @@ Topology (all topics have the events topic's partition count):
   for a projection when every lane's checkpoint for p is at least o (api.wiring.Backend).
   Bundling makes Faust's per-message cost a per-batch cost.
 * Delivery is at least once: the router forwards and awaits the acks before its batch
-  is acknowledged, so a crash re-forwards; projectors are idempotent, so a repeat changes
-  nothing. Faust's exactly-once mode is not used.
+  is acknowledged, so a crash re-forwards; a batch interrupted by a shutdown is not
+  committed either (committed_only_when_done); projectors are idempotent, so a repeat
+  changes nothing. Faust's exactly-once mode is not used.
 * A lane batch is planned as a whole (projections.batch: the reads of all its events in
   a few concurrent rounds, each key's events in order over the writes of the ones
   before) and written in a few concurrent rounds (ReadStore.apply_groups: each key's
@@ -41,7 +42,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 import faust
 import orjson
@@ -281,6 +282,23 @@ async def _until_store_answers(attempt: Callable[[], Any]) -> Any:
             delay = min(delay * 2, 10)
 
 
+async def committed_only_when_done(events: Sequence[Any], work: Awaitable[Any]) -> None:
+    """Run a `take_events` batch's work; only then may its offsets be committed.
+
+    `take_events` acks its batch in a `finally`, so also when the work is interrupted: a
+    SIGTERM cancels the agents mid-batch and Faust, on its way out, commits every acked
+    offset. The batch would then count as done without having been forwarded or applied,
+    and a restarted worker would never see it (its lanes' checkpoints would stand still,
+    or later watermarks would step over the hole). One more reference on each message,
+    released only after the work, keeps an interrupted batch uncommitted: the next worker
+    gets it again, and idempotent projectors make the repeat harmless."""
+    for event in events:
+        event.message.incref()
+    await work
+    for event in events:
+        event.ack()  # ours; take_events' own ack, on its next step, is the last one
+
+
 LANE_RETENTION = timedelta(days=7)  # copies of the log, rebuilt from it when needed
 
 
@@ -343,7 +361,7 @@ def create_app(
     @app.agent(source, name="route")
     async def route(stream: faust.StreamT) -> None:
         async for events in stream.take_events(ROUTE_BATCH, within=ROUTE_WITHIN):
-            await forward(events)
+            await committed_only_when_done(events, forward(events))
 
     async def forward(events: Sequence[Any]) -> None:
         # One bundle per projection and lane (more if big) carries that lane's share of
@@ -380,7 +398,7 @@ def create_app(
 
         async def project(stream: faust.StreamT, applier: LaneApplier = applier) -> None:
             async for events in stream.take_events(PROJECT_BATCH, within=PROJECT_WITHIN):
-                await applier.apply_batch([e.message for e in events])
+                await committed_only_when_done(events, applier.apply_batch([e.message for e in events]))
 
         app.agent(lanes[projector.name], name=f"project_{projector.name}")(project)
     return app

@@ -441,12 +441,7 @@ def survives_restart(servers: Servers, sig: signal.Signals) -> None:
     again.stop(signal.SIGTERM)
 
 
-def test_nothing_is_lost_across_a_sigterm_restart(servers: Servers, request: pytest.FixtureRequest) -> None:
-    if servers.deployment is not None:
-        # Known open bug (issue 3, session 3 note): a worker restarted after SIGTERM on the
-        # same group sometimes does not project within 90 s (2 runs in 5 on a quiet box,
-        # worker log silent at warning level). Reported as xfail, not hidden as a pass.
-        request.applymarker(pytest.mark.xfail(reason="restarted worker sometimes stalls after SIGTERM (issue 3)", strict=False))
+def test_nothing_is_lost_across_a_sigterm_restart(servers: Servers) -> None:
     survives_restart(servers, signal.SIGTERM)
 
 

@@ -195,6 +195,7 @@ def seed(graph: Graph, deployment: Deployment, posts_per_account: int, threshold
         started = time.perf_counter()
         done = asyncio.run(run(progress))
         seconds = time.perf_counter() - started
+        say(f"  {done.events:,} events appended in {seconds:.1f}s; projecting them")
         started = time.perf_counter()
         if settings.embedded:
             project(backend, progress)
@@ -519,7 +520,7 @@ def main() -> None:
                 deployment.prepare()
                 say(f"seeding {graph.name}: {graph.accounts:,} accounts, {len(graph.edges):,} follows, threshold {threshold} ({args.backend}) ...")
                 seeded = seed(graph, deployment, args.posts, threshold)
-                say(f"  {seeded.events:,} events appended in {seeded.seconds:.1f}s, projected in {seeded.project_seconds:.1f}s"
+                say(f"  projected in {seeded.project_seconds:.1f}s"
                     + (" (one worker, from its start)" if args.backend == "distributed" else ""))
                 if args.seed_only:
                     continue

@@ -967,19 +967,17 @@ class Bench(Deployment):
         home_timeline lane, the WRITETIME of the reader's home_timeline row (the worker
         stamps its writes with its wall clock, USING TIMESTAMP, when it sends them), and the
         poll that saw the post."""
-        from domain.events import EventDecodeError, decode_event
+        from streams.faust_app import decode_lane_message
 
         def created(records: list[tuple[int, int, int, bytes]]) -> dict[str, int]:
+            """post id -> CreateTime of the record carrying its PostCreated (the log's
+            single events and the lanes' bundles alike)."""
             found = {}
-            for _, _, ts, value in records:
-                if value[:1] != b"{":
-                    continue  # a watermark
-                try:
-                    event = decode_event(value)
-                except EventDecodeError:
-                    continue
-                if event.type == "PostCreated":
-                    found[str(event.data.post_id)] = ts
+            for partition, offset, ts, value in records:
+                entries, _ = decode_lane_message(value, partition, offset, None)
+                for entry in entries:
+                    if entry.event is not None and entry.event.type == "PostCreated":
+                        found[str(entry.event.data.post_id)] = ts
             return found
 
         logged = created(run_async(_read_range(self.args.kafka, self.topic, ends0, ends1)))

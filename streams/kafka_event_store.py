@@ -131,6 +131,12 @@ DEFAULT_PARTITIONS = 12
 DEFAULT_REPLICATION = 1
 REQUEST_TIMEOUT_MS = 10_000  # one Kafka request; aiokafka has no delivery.timeout.ms
 PRODUCE_TIMEOUT = 12.0  # how long an append waits for Kafka's acknowledgement
+# The outbox sweep. An append whose acknowledgement was lost in a Kafka outage is durable
+# in the stream index, and a client retrying it is told "done" (a follow answers
+# "already following"), so the sweep is what makes it visible: often, so that it shows
+# seconds after Kafka is back, not minutes. A sweep with nothing to do is one indexed
+# query.
+SWEEP_SECONDS = 5.0
 PING_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0
 MAX_APPEND_BYTES = 900_000  # one record batch; the broker's default limit is 1 MiB
@@ -451,7 +457,7 @@ class KafkaEventStore:
         *,
         produce_timeout: float = PRODUCE_TIMEOUT,
         claim_stale_seconds: float = 60.0,
-        sweep_seconds: float | None = 60.0,
+        sweep_seconds: float | None = SWEEP_SECONDS,
     ) -> None:
         self.kafka = kafka
         self.index = index
@@ -1079,13 +1085,16 @@ class KafkaEventStore:
 
     # ----- the outbox -------------------------------------------------------------------
 
-    async def republish_unpublished(self, older_than_seconds: float = 30) -> int:
+    async def republish_unpublished(self, older_than_seconds: float | None = None) -> int:
         """Produce again the appends whose rows were written but never marked published
-        (a writer crashed between its Paxos round and Kafka's ack). Returns how many events
-        were republished."""
+        (a writer crashed between its Paxos round and Kafka's ack, or Kafka never acked).
+        Rows younger than `older_than_seconds` (default: produce_timeout, how long their
+        writer still waits for the ack) are left to their writer; republishing one anyway
+        would only add a harmless duplicate. Returns how many events were republished."""
         with unavailable_as_port_error("republish"):
             cql = await self._index()
-            cutoff = now_utc().timestamp() - older_than_seconds
+            age = self.produce_timeout if older_than_seconds is None else older_than_seconds
+            cutoff = now_utc().timestamp() - age
             rows = [
                 r
                 for r in real_rows(await cql.run("unpublished"))
@@ -1098,6 +1107,12 @@ class KafkaEventStore:
             for append in _group_by_append(rows):
                 count += await self._republish_append(cql, producer, append)
             return count
+
+    async def outbox_size(self) -> int:
+        """How many events wait in the outbox (written, not yet acknowledged by Kafka)."""
+        with unavailable_as_port_error("outbox"):
+            cql = await self._index()
+            return sum(1 for r in real_rows(await cql.run("unpublished")) if not r.published)
 
     async def _republish_append(self, cql: AsyncCql, producer: AIOKafkaProducer, rows: list[StreamRow]) -> int:
         current = await self._reload(cql, rows)

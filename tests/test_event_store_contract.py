@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -482,6 +483,36 @@ def test_topic_keeps_events_forever(kafka_store: Any, runner: asyncio.Runner) ->
 
     found = runner.run(configs())
     assert (found["retention.ms"], found["retention.bytes"]) == ("-1", "-1")
+
+
+@pytest.mark.distributed
+def test_the_background_sweep_publishes_what_a_writer_left_behind(kafka_store: Any, runner: asyncio.Runner) -> None:
+    """No one calls republish_unpublished: a running store's sweep finds the rows once
+    they are older than its produce_timeout (their writer's wait) and publishes them."""
+    from streams.kafka_event_store import KafkaEventStore
+
+    account = new_id()
+    stream = stream_of(account)
+    events = history(account, 2)
+
+    async def crash_after_the_index() -> None:
+        cql = await kafka_store._index()
+        await kafka_store._reserve(cql, stream, tuple(events), 0, ())
+
+    runner.run(crash_after_the_index())
+    sweeping = KafkaEventStore.from_urls(*kafka_store.test_urls, sweep_seconds=0.5, produce_timeout=2)
+    started = time.monotonic()
+    runner.run(sweeping.start())
+    try:
+        while runner.run(sweeping.outbox_size()) and time.monotonic() < started + 30:
+            runner.run(asyncio.sleep(0.2))
+        took = time.monotonic() - started
+        assert runner.run(sweeping.outbox_size()) == 0, "the sweep did not publish the rows within 30 s"
+        assert took >= 1.5, f"published after {took:.1f} s: younger than the writer's produce_timeout (2 s)"
+        recorded = runner.run(sweeping.read_stream(stream))
+        assert [r.event for r in recorded] == events and all(r.position != -1 for r in recorded)
+    finally:
+        runner.run(sweeping.close())
 
 
 @pytest.mark.distributed

@@ -288,7 +288,10 @@ def _open_stores(settings: Settings, projectors: list[Projector], run_projection
         from projections.cassandra_store import CassandraReadStore
         from streams.kafka_event_store import KafkaEventStore
 
-        kafka_events = KafkaEventStore.from_urls(settings.event_store, settings.read_store)
+        # A bulk load marks its rows published only after a whole chunk is produced, which
+        # can take longer than the sweep's age bound: its own sweep would re-send them.
+        quiet = {"sweep_seconds": None} if bulk else {}
+        kafka_events = KafkaEventStore.from_urls(settings.event_store, settings.read_store, **quiet)
         cassandra_views = VersionedStore(CassandraReadStore.from_url(settings.read_store), projectors)
         cassandra_views.ensure_tables(t for p in projectors for t in p.tables)
         return kafka_events, cassandra_views, None, True

@@ -70,7 +70,7 @@ from api.seed import Network, PrecomputedHasher, bulk_seed, project, read_edges,
 from api.settings import Settings  # noqa: E402
 from api.wiring import open_backend  # noqa: E402
 from bench.feed_latency import parse_wrk  # noqa: E402
-from bench.harness import Deployment, add_stack_arguments, pyplot, say  # noqa: E402
+from bench.harness import NO_ADDRESS_LIMITS, Deployment, add_stack_arguments, pyplot, say  # noqa: E402
 from commands.context import CommandContext  # noqa: E402
 from domain.events import ImageVariant, MediaRef, PostCreated, decode_event  # noqa: E402
 from projections.home_timeline import HOME_TIMELINE  # noqa: E402
@@ -515,7 +515,10 @@ def main() -> None:
             counts = sorted(graph.followers().values(), reverse=True)
             threshold = counts[min(len(counts), args.celebrities or max(3, graph.accounts // 1000)) - 1]
             args.name = f"{base}-{number}"
-            deployment = Deployment(args, extra_env={"PHOTOSTREAM_CELEBRITY_THRESHOLD": str(threshold)})
+            # The write mix posts as 50 accounts at a few posts a minute each: over the
+            # per-account limits, which would turn a share of its posts into 429s.
+            limits = {"PHOTOSTREAM_RATE_LIMIT_SCALE": "1000", "PHOTOSTREAM_RATE_LIMITS": NO_ADDRESS_LIMITS}
+            deployment = Deployment(args, extra_env={"PHOTOSTREAM_CELEBRITY_THRESHOLD": str(threshold), **limits})
             try:
                 deployment.prepare()
                 say(f"seeding {graph.name}: {graph.accounts:,} accounts, {len(graph.edges):,} follows, threshold {threshold} ({args.backend}) ...")

@@ -4,13 +4,15 @@ Adapters: streams.sqlite_event_store (embedded) and streams.kafka_event_store.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from domain.events import Event, Recorded
 
 ANY_VERSION = -1  # append without an expected-version check
+T = TypeVar("T")
 
 
 class EventStoreError(Exception):
@@ -147,3 +149,49 @@ class EventStore(Protocol):
         """Raise EventStoreUnavailable when the log cannot be reached."""
 
     async def close(self) -> None: ...
+
+
+# ----- shared by the adapters ----------------------------------------------------------
+
+
+def check_append(stream: str, events: Sequence[Event]) -> None:
+    """What every append must be: events, all of the stream appended to."""
+    if not events:
+        raise EventStoreError("nothing to append")
+    if any(e.stream != stream for e in events):
+        raise EventStoreError(f"every event must belong to stream {stream}")
+
+
+def check_appends(appends: Sequence[Append], heads: dict[str, int], owners: dict[tuple[str, str], str]) -> list[int]:
+    """append_many's checks of the log's state, all made before anything is written
+    (each append's shape is checked before, with check_append): its expected version
+    against its stream's head (`heads`, moved on by the earlier appends of the call) and
+    its claims against their owners (`owners`, including the earlier claims of the call).
+    Returns the head each append starts from; `heads` and `owners` end as the call
+    leaves them."""
+    starts: list[int] = []
+    for a in appends:
+        head = heads.get(a.stream, 0)
+        if a.expected_version != ANY_VERSION and a.expected_version != head:
+            raise ConcurrencyError(a.stream, a.expected_version, head)
+        for claim in a.claims:
+            owner = owners.setdefault((claim.namespace, claim.value), claim.owner)
+            if owner != claim.owner:
+                raise UniqueViolation(claim.namespace, claim.value, owner)
+        starts.append(head)
+        heads[a.stream] = head + len(a.events)
+    return starts
+
+
+async def gather_bounded(calls: Sequence[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+    """Run the calls with at most `limit` in flight; their results in order (bulk loads
+    against a store that must not get thousands of requests at once)."""
+    results: list[Any] = [None] * len(calls)
+    queue = iter(enumerate(calls))
+
+    async def worker() -> None:
+        for i, call in queue:
+            results[i] = await call()
+
+    await asyncio.gather(*(worker() for _ in range(min(limit, len(calls)))))
+    return results

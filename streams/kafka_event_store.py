@@ -121,6 +121,9 @@ from streams.event_store import (
     EventStoreUnavailable,
     UniqueClaim,
     UniqueViolation,
+    check_append,
+    check_appends,
+    gather_bounded,
 )
 from streams.kafka_topics import TopicSetupError, ensure_topics
 
@@ -141,6 +144,7 @@ PING_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0
 MAX_APPEND_BYTES = 900_000  # one record batch; the broker's default limit is 1 MiB
 ANY_VERSION_ATTEMPTS = 64
+BULK_IN_FLIGHT = 128  # index requests of a bulk load at once
 BULK_BATCH_BYTES = 32 * 1024  # well under Cassandra's batch_size_fail_threshold (50 KiB)
 POISONED_PRODUCER = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -634,7 +638,7 @@ class KafkaEventStore:
         claims: Sequence[UniqueClaim] = (),
     ) -> AppendResult:
         events = tuple(events)
-        _check_append(stream, events)
+        check_append(stream, events)
         with unavailable_as_port_error("append"):
             cql = await self._index()
             producer = await self._kafka()
@@ -654,26 +658,19 @@ class KafkaEventStore:
         mark the rows published."""
         appends = list(appends)
         for a in appends:
-            _check_append(a.stream, tuple(a.events))
+            check_append(a.stream, a.events)
         with unavailable_as_port_error("append_many"):
             cql = await self._index()
             producer = await self._kafka()
             streams = list(dict.fromkeys(a.stream for a in appends))
             keys = list(dict.fromkeys((c.namespace, c.value) for a in appends for c in a.claims))
-            heads = dict(zip(streams, await _bounded([lambda s=s: self._head(cql, s) for s in streams])))
-            holders = await _bounded([lambda k=k: cql.run("lookup", *k) for k in keys])
+            heads = dict(zip(streams, await gather_bounded([lambda s=s: self._head(cql, s) for s in streams], BULK_IN_FLIGHT)))
+            holders = await gather_bounded([lambda k=k: cql.run("lookup", *k) for k in keys], BULK_IN_FLIGHT)
             owners = {k: rows[0].owner for k, rows in zip(keys, holders) if rows}
             rows_of: dict[str, list[StreamRow]] = {}
             appends_by_partition: dict[int, list[list[StreamRow]]] = {}
             claimed: list[tuple[UniqueClaim, StreamRow]] = []
-            for a in appends:
-                head = heads[a.stream]
-                if a.expected_version != ANY_VERSION and a.expected_version != head:
-                    raise ConcurrencyError(a.stream, a.expected_version, head)
-                for claim in a.claims:
-                    owner = owners.setdefault((claim.namespace, claim.value), claim.owner)
-                    if owner != claim.owner:
-                        raise UniqueViolation(claim.namespace, claim.value, owner)
+            for a, head in zip(appends, check_appends(appends, heads, owners)):
                 partition = partition_for(a.stream, self.partitions)
                 last = head + len(a.events)
                 rows = [
@@ -685,18 +682,18 @@ class KafkaEventStore:
                 claimed += [(c, rows[0]) for c in a.claims]
                 rows_of.setdefault(a.stream, []).extend(rows)
                 appends_by_partition.setdefault(partition, []).append(rows)
-                heads[a.stream] = last
             now = now_utc()
-            await _bounded(
+            await gather_bounded(
                 [lambda c=c, r=r: cql.run("bulk_claim", c.namespace, c.value, c.owner, r.stream, r.event_id, now) for c, r in claimed]
-                + [lambda r=r: cql.run("set_pointer", r.event_id, r.stream, r.version) for rows in rows_of.values() for r in rows]
+                + [lambda r=r: cql.run("set_pointer", r.event_id, r.stream, r.version) for rows in rows_of.values() for r in rows],
+                BULK_IN_FLIGHT,
             )
-            await _bounded([lambda b=b: cql.execute(b) for rows in rows_of.values() for b in self._bulk_rows(cql, rows, now)])
+            await gather_bounded([lambda b=b: cql.execute(b) for rows in rows_of.values() for b in self._bulk_rows(cql, rows, now)], BULK_IN_FLIGHT)
             sent = await asyncio.gather(*(self._produce_all(producer, p, groups) for p, groups in appends_by_partition.items()))
             marked: dict[str, list[StreamRow]] = {}
             for row in (r for batch in sent for r in batch):
                 marked.setdefault(row.stream, []).append(row)
-            await _bounded([lambda rows=rows: self._mark(cql, rows) for rows in marked.values()])
+            await gather_bounded([lambda rows=rows: self._mark(cql, rows) for rows in marked.values()], BULK_IN_FLIGHT)
 
     @staticmethod
     def _bulk_rows(cql: AsyncCql, rows: list[StreamRow], appended_at: datetime) -> list[BatchStatement]:
@@ -1232,27 +1229,6 @@ class KafkaEventStore:
 
 
 # ----- helpers ---------------------------------------------------------------------------
-
-
-def _check_append(stream: str, events: tuple[Event, ...]) -> None:
-    if not events:
-        raise EventStoreError("nothing to append")
-    if any(e.stream != stream for e in events):
-        raise EventStoreError(f"every event must belong to stream {stream}")
-
-
-async def _bounded(calls: list[Any], limit: int = 128) -> list[Any]:
-    """Run the calls (each returning an awaitable) with at most `limit` in flight; the
-    results in order."""
-    results: list[Any] = [None] * len(calls)
-    queue = iter(enumerate(calls))
-
-    async def worker() -> None:
-        for i, call in queue:
-            results[i] = await call()
-
-    await asyncio.gather(*(worker() for _ in range(min(limit, len(calls)))))
-    return results
 
 
 def _withdrawn() -> list[StreamRow]:

@@ -9,6 +9,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -21,6 +22,8 @@ from streams.event_store import (
     EventStoreError,
     UniqueClaim,
     UniqueViolation,
+    check_append,
+    check_appends,
 )
 
 SCHEMA = """
@@ -106,47 +109,34 @@ class SqliteEventStore:
         expected_version: int = ANY_VERSION,
         claims: Sequence[UniqueClaim] = (),
     ) -> AppendResult:
-        if not events:
-            raise EventStoreError("nothing to append")
-        if any(e.stream != stream for e in events):
-            raise EventStoreError(f"every event must belong to stream {stream}")
-        with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                existing = self._already_appended(conn, events)
-                if existing is not None:
-                    conn.execute("ROLLBACK")
-                    return existing
-                (current,) = conn.execute(
-                    "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream = ?",
-                    (stream,),
-                ).fetchone()
-                if expected_version != ANY_VERSION and expected_version != current:
-                    raise ConcurrencyError(stream, expected_version, current)
-                for claim in claims:
-                    self._claim(conn, claim)
-                positions = []
-                for offset, event in enumerate(events, start=1):
-                    cursor = conn.execute(
-                        "INSERT INTO events (event_id, stream, stream_version, type, occurred_at, body)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            event.event_id,
-                            stream,
-                            current + offset,
-                            event.type,
-                            format_time(event.occurred_at),
-                            encode_event(event),
-                        ),
-                    )
-                    positions.append((0, int(cursor.lastrowid or 0)))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        with self._appended:
-            self._appended.notify_all()
+        check_append(stream, events)
+        with self._transaction() as conn:
+            existing = self._already_appended(conn, events)
+            if existing is not None:
+                return existing  # nothing written: the commit is empty
+            (current,) = conn.execute(
+                "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream = ?",
+                (stream,),
+            ).fetchone()
+            if expected_version != ANY_VERSION and expected_version != current:
+                raise ConcurrencyError(stream, expected_version, current)
+            for claim in claims:
+                self._claim(conn, claim)
+            positions = []
+            for offset, event in enumerate(events, start=1):
+                cursor = conn.execute(
+                    "INSERT INTO events (event_id, stream, stream_version, type, occurred_at, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        event.event_id,
+                        stream,
+                        current + offset,
+                        event.type,
+                        format_time(event.occurred_at),
+                        encode_event(event),
+                    ),
+                )
+                positions.append((0, int(cursor.lastrowid or 0)))
         return AppendResult(tuple(positions))
 
     async def append_many(self, appends: Sequence[Append]) -> None:
@@ -155,39 +145,36 @@ class SqliteEventStore:
     def append_many_sync(self, appends: Sequence[Append]) -> None:
         """One transaction: the checks in bulk queries, then one INSERT of every row."""
         for a in appends:
-            if not a.events:
-                raise EventStoreError("nothing to append")
-            if any(e.stream != a.stream for e in a.events):
-                raise EventStoreError(f"every event must belong to stream {a.stream}")
+            check_append(a.stream, a.events)
+        with self._transaction() as conn:
+            versions = self._stream_versions(conn, {a.stream for a in appends})
+            owners = self._claim_owners(conn, {(c.namespace, c.value) for a in appends for c in a.claims})
+            rows = [
+                (event.event_id, a.stream, head + offset, event.type, format_time(event.occurred_at), encode_event(event))
+                for a, head in zip(appends, check_appends(appends, versions, owners))
+                for offset, event in enumerate(a.events, start=1)
+            ]
+            conn.executemany(
+                "INSERT OR IGNORE INTO unique_claims (namespace, value, owner) VALUES (?, ?, ?)",
+                [(c.namespace, c.value, c.owner) for a in appends for c in a.claims],
+            )
+            try:
+                conn.executemany(
+                    "INSERT INTO events (event_id, stream, stream_version, type, occurred_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except sqlite3.IntegrityError as exc:  # the only other UNIQUE is (stream, version), checked above
+                raise EventStoreError(f"some of these events were appended before: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the writer connection: committed if the block ends,
+        rolled back if it raises; readers waiting for new events are woken after a commit."""
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                versions = self._stream_versions(conn, {a.stream for a in appends})
-                owners = self._claim_owners(conn, {(c.namespace, c.value) for a in appends for c in a.claims})
-                rows = []
-                for a in appends:
-                    current = versions.get(a.stream, 0)
-                    if a.expected_version != ANY_VERSION and a.expected_version != current:
-                        raise ConcurrencyError(a.stream, a.expected_version, current)
-                    for claim in a.claims:
-                        owner = owners.setdefault((claim.namespace, claim.value), claim.owner)
-                        if owner != claim.owner:
-                            raise UniqueViolation(claim.namespace, claim.value, owner)
-                    for offset, event in enumerate(a.events, start=1):
-                        rows.append((event.event_id, a.stream, current + offset, event.type, format_time(event.occurred_at), encode_event(event)))
-                    versions[a.stream] = current + len(a.events)
-                conn.executemany(
-                    "INSERT OR IGNORE INTO unique_claims (namespace, value, owner) VALUES (?, ?, ?)",
-                    [(c.namespace, c.value, c.owner) for a in appends for c in a.claims],
-                )
-                try:
-                    conn.executemany(
-                        "INSERT INTO events (event_id, stream, stream_version, type, occurred_at, body) VALUES (?, ?, ?, ?, ?, ?)",
-                        rows,
-                    )
-                except sqlite3.IntegrityError as exc:  # the only other UNIQUE is (stream, version), checked above
-                    raise EventStoreError(f"some of these events were appended before: {exc}") from exc
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

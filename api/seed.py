@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable
 
 from PIL import Image, ImageDraw
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -20,13 +20,13 @@ from commands.posts import post_creation, resolve_mentions
 from commands.social import follow, following
 from domain import rules
 from domain.events import MediaRef
-from streams.event_store import Append
+from streams.event_store import Append, gather_bounded
 
 from api.settings import Settings
 from api.wiring import Backend, open_backend
 
 CONCURRENCY = 8  # photos generated, or follows of existing accounts, at once
-T = TypeVar("T")
+LOOKUPS_IN_FLIGHT = 64  # usernames looked up at once
 TAGS = ["sunset", "coffee", "reed", "portland", "bikes", "books", "campus", "rain", "friends", "food", "hike", "cats"]
 WORDS = ["morning light", "a quiet corner", "weekend", "finally", "look at this", "on the way home", "new favourite"]
 
@@ -168,7 +168,7 @@ async def bulk_seed(
     rules.check_password(password)
     password_hash = await asyncio.to_thread(ctx.hasher.hash, password)
     names = [rules.normalize_username(u) for u in network.usernames]
-    existing = await _bounded([lambda n=n: ctx.events.lookup_unique(USERNAMES, n) for n in names])
+    existing = await gather_bounded([lambda n=n: ctx.events.lookup_unique(USERNAMES, n) for n in names], LOOKUPS_IN_FLIGHT)
     task = progress.add_task("accounts", total=len(names))
     ids: list[str] = []
     for name, shown, found in zip(names, network.display_names, existing):
@@ -200,7 +200,7 @@ async def bulk_seed(
         await follow(ctx, Actor(ids[pair[0]]), ids[pair[1]])
         progress.advance(task)
 
-    await _bounded([lambda p=p: follow_one(p) for p in by_command], CONCURRENCY)
+    await gather_bounded([lambda p=p: follow_one(p) for p in by_command], CONCURRENCY)
     progress.update(task, completed=len(network.follows))
     timings["follows"] = time.perf_counter() - started
 
@@ -211,7 +211,7 @@ async def bulk_seed(
     media_ids: list[str] = []
     for first in range(0, len(network.posts), chunk):
         part = range(first, min(first + chunk, len(network.posts)))
-        refs = await _bounded([lambda i=i: photo(ctx, i) for i in part], CONCURRENCY)
+        refs = await gather_bounded([lambda i=i: photo(ctx, i) for i in part], CONCURRENCY)
         for i, ref in zip(part, refs):
             author, text = network.posts[i]
             actor = Actor(ids[author])
@@ -229,17 +229,6 @@ async def bulk_seed(
         flush_log()
     events = _appended(await backend.events.head()) - before
     return Seeded(ids, post_ids, media_ids, events, timings)
-
-
-async def _bounded(calls: list[Callable[[], Awaitable[T]]], limit: int = 64) -> list[T]:
-    """Run the calls with at most `limit` in flight; their results in order."""
-    gate = asyncio.Semaphore(limit)
-
-    async def one(call: Callable[[], Awaitable[T]]) -> T:
-        async with gate:
-            return await call()
-
-    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 def generated_photo_of(photo_seed: Callable[[int], int]) -> Photo:
@@ -275,12 +264,20 @@ def run_seed(settings: Settings, graph: Path, *, posts_per_account: int = 3, max
     nodes, edges = read_edges(graph, max_accounts)
     network, jobs = graph_network(nodes, edges, posts_per_account)
     photo = generated_photo_of(lambda i: jobs[i][0] * 1000 + jobs[i][1])
+    seeded = seed_network(settings, network, password, photo)
+    return SeedReport(len(nodes), 2 * len(edges), posts_per_account * len(nodes), seeded.events, seeded.seconds)
+
+
+def seed_network(settings: Settings, network: Network, password: str, photo: Photo, *, chunk: int = 5000) -> Seeded:
+    """Open the configured stores for a bulk load, seed `network` (bulk_seed) under a
+    progress bar and, embedded, project it before returning (distributed: the workers
+    project). Seeded.seconds holds each step's time, "projections" included."""
     backend = open_backend(settings, hasher=PrecomputedHasher(password), run_projections=False, bulk=True)
 
     async def seed_all(progress: Progress) -> Seeded:
         await backend.start()
         try:
-            return await bulk_seed(backend, network, password, photo, progress)
+            return await bulk_seed(backend, network, password, photo, progress, chunk=chunk)
         finally:
             await backend.events.close()
 
@@ -290,7 +287,7 @@ def run_seed(settings: Settings, graph: Path, *, posts_per_account: int = 3, max
         project(backend, progress)
         seeded.seconds["projections"] = time.perf_counter() - started
     backend.views.close()
-    return SeedReport(len(nodes), 2 * len(edges), posts_per_account * len(nodes), seeded.events, seeded.seconds)
+    return seeded
 
 
 def seed_progress() -> Progress:

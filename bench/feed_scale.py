@@ -66,7 +66,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api.seed import Network, PrecomputedHasher, bulk_seed, project, read_edges, seed_progress  # noqa: E402
+from api.seed import Network, read_edges, seed_network  # noqa: E402
 from api.settings import Settings  # noqa: E402
 from api.wiring import open_backend  # noqa: E402
 from bench.feed_latency import parse_wrk  # noqa: E402
@@ -178,69 +178,48 @@ def network(graph: Graph, posts_per_account: int) -> Network:
 
 
 def seed(graph: Graph, deployment: Deployment, posts_per_account: int, threshold: int) -> Seeded:
-    """Append the graph in bulk (api.seed.bulk_seed: what the command handlers would
+    """Append the graph in bulk (api.seed.seed_network: what the command handlers would
     append), then project it: embedded in this process, distributed by a real worker."""
     settings = settings_of(deployment)
-    backend = open_backend(settings, hasher=PrecomputedHasher("photostream"), run_projections=False, bulk=True)
-    plan = network(graph, posts_per_account)
-
-    async def run(progress: Any) -> Any:
-        await backend.start()
-        try:
-            return await bulk_seed(backend, plan, "photostream", unstored_photo, progress)
-        finally:
-            await backend.events.close()
-
-    with seed_progress() as progress:
-        started = time.perf_counter()
-        done = asyncio.run(run(progress))
-        seconds = time.perf_counter() - started
-        say(f"  {done.events:,} events appended in {seconds:.1f}s; projecting them")
-        started = time.perf_counter()
-        if settings.embedded:
-            project(backend, progress)
-        backend.views.close()
+    done = seed_network(settings, network(graph, posts_per_account), "photostream", unstored_photo)
+    projected = done.seconds.pop("projections")
+    seconds = sum(done.seconds.values())
+    say(f"  {done.events:,} events appended in {seconds:.1f}s")
     if not settings.embedded:
+        started = time.perf_counter()
         deployment.start_worker()
         wait_projected(deployment, settings)
-    projected = time.perf_counter() - started
+        projected = time.perf_counter() - started
     media = done.media_ids[: graph.accounts]  # the first post of each node, in node order
     return Seeded(deployment, done.account_ids, media, done.post_ids, seconds, projected, done.events, threshold)
 
 
 def wait_projected(deployment: Deployment, settings: Settings, timeout: float = 3600) -> None:
-    """Until every projection's lane checkpoints have reached the topic's end offsets."""
-    from projections.registry import all_projectors
-    from api.wiring import projection_settings
+    """Until no projection lags behind the log (Backend.progress: the lag
+    `photostream status` reports)."""
+    backend = open_backend(settings, run_projections=False)
 
-    names = [p.name for p in all_projectors(projection_settings(settings))]
-    lanes = deployment.args.partitions
-    with LogReader.open(settings.event_store) as reader:
-        head = reader.head()
-    if deployment.session is None:
-        deployment.connect_cassandra()
-    deadline, last_note = time.monotonic() + timeout, time.monotonic()
-    while True:
-        rows = deployment.session.execute(f"SELECT projection, partition, position FROM {deployment.keyspace}.projection_checkpoints")
-        cps = {(r.projection, r.partition): r.position for r in rows}
-        behind = {
-            name: sum(
-                max(0, end - min(cps.get((f"{name}#{lane}", source), -1) for lane in range(lanes)))
-                for source, end in head.items() if end >= 0
-            )
-            for name in names
-        }
-        if not any(behind.values()):
-            return
-        if deployment.procs["worker"].poll() is not None:
-            raise RuntimeError(f"the worker exited; see {deployment.data_dir / 'worker.log'}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the worker did not catch up in {timeout:.0f}s: {behind}")
-        if time.monotonic() - last_note > 15:
-            slowest = max(behind, key=behind.__getitem__)
-            say(f"  ... projecting: {slowest} {behind[slowest]:,} events behind")
-            last_note = time.monotonic()
-        time.sleep(0.5)
+    async def watch() -> None:
+        await backend.start()
+        try:
+            deadline, last_note = time.monotonic() + timeout, time.monotonic()
+            while True:
+                behind = {p.name: p.lag_events for p in await backend.progress()}
+                if not any(behind.values()):
+                    return
+                if deployment.procs["worker"].poll() is not None:
+                    raise RuntimeError(f"the worker exited; see {deployment.data_dir / 'worker.log'}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker did not catch up in {timeout:.0f}s: {behind}")
+                if time.monotonic() - last_note > 15:
+                    slowest = max(behind, key=behind.__getitem__)
+                    say(f"  ... projecting: {slowest} {behind[slowest]:,} events behind")
+                    last_note = time.monotonic()
+                await asyncio.sleep(0.5)
+        finally:
+            await backend.close()
+
+    asyncio.run(watch())
 
 
 # ----- load ----------------------------------------------------------------------------

@@ -5,21 +5,18 @@ pushed and pulled authors), and the write side knows it too (usernames taken, fo
 already there, passwords that sign in). Seeding again reuses the accounts."""
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.seed import Network, PrecomputedHasher, bulk_seed, generated_photo_of, project, run_seed, seed_progress
+from api.seed import Network, generated_photo_of, run_seed, seed_network
 from api.settings import Settings
-from api.wiring import open_backend
 from streams.event_store import ConsistencyToken
-from tests.conftest import BACKENDS
-from tests.deployment import Deployment
+from tests.conftest import BACKEND_PARAMS, settings_on
 from tests.support import Api, User
 
 ACCOUNTS = 30
@@ -30,17 +27,9 @@ PASSWORD = "seeded-password"
 OVERRIDES = {"celebrity_threshold": 8}
 
 
-@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.distributed) if b == "distributed" else b for b in BACKENDS])
+@pytest.fixture(params=BACKEND_PARAMS)
 def seed_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    if request.param == "embedded":
-        yield Settings(data_dir=tmp_path / "data", secret_key="test-secret", consistency_wait_seconds=5, **OVERRIDES)
-        return
-    deployed = Deployment.create(request.getfixturevalue("stack_env"), tmp_path, OVERRIDES)
-    deployed.start_worker()
-    try:
-        yield deployed.settings
-    finally:
-        deployed.stop()
+    yield from settings_on(request, tmp_path, OVERRIDES)
 
 
 def follows(seed: int = 5) -> list[tuple[int, int]]:
@@ -65,21 +54,7 @@ def network() -> Network:
 
 def seed(settings: Settings, plan: Network) -> int:
     """Bulk-seed with real photos (the media store has their bytes); returns the events appended."""
-    backend = open_backend(settings, hasher=PrecomputedHasher(PASSWORD), run_projections=False, bulk=True)
-
-    async def run(progress: Any) -> int:
-        await backend.start()
-        try:
-            done = await bulk_seed(backend, plan, PASSWORD, generated_photo_of(lambda i: i), progress, chunk=40)
-            return done.events
-        finally:
-            await backend.events.close()
-
-    with seed_progress() as progress:
-        events = asyncio.run(run(progress))
-        project(backend, progress)  # embedded; distributed the worker projects
-    backend.views.close()
-    return events
+    return seed_network(settings, plan, PASSWORD, generated_photo_of(lambda i: i), chunk=40).events
 
 
 def at_head(client: TestClient, api: Api, timeout: float = 180) -> None:

@@ -17,6 +17,8 @@ from tests.support import Api
 # Both backends by default (and always in CI); PHOTOSTREAM_TEST_BACKENDS=embedded for a
 # quick local run without the stack.
 BACKENDS = [b for b in os.environ.get("PHOTOSTREAM_TEST_BACKENDS", "embedded,distributed").split(",") if b]
+# Parameters of a fixture that runs on every backend under test (distributed ones marked).
+BACKEND_PARAMS = [pytest.param(b, marks=pytest.mark.distributed) if b == "distributed" else b for b in BACKENDS]
 if os.environ.get("CI") and "distributed" not in BACKENDS:
     raise pytest.UsageError("CI runs every backend: do not set PHOTOSTREAM_TEST_BACKENDS there")
 # Behaviour tests sign up many accounts from one address; they run with 100 times the
@@ -46,20 +48,39 @@ def deployment(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Deployment
         deployed.stop()
 
 
-@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.distributed) if b == "distributed" else b for b in BACKENDS])
+def embedded_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Embedded stores in tmp_path. The stores are named, not left to defaults: a shell
+    that ran `eval "$(photostream stack env)"` must not turn the embedded run distributed."""
+    data = tmp_path / "data"
+    return Settings(
+        data_dir=data,
+        event_store=f"sqlite:///{data / 'events.db'}",
+        read_store=f"sqlite:///{data / 'views.db'}",
+        media_store=f"file://{data / 'media'}",
+        secret_key="test-secret",
+        consistency_wait_seconds=5,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def settings_on(request: pytest.FixtureRequest, tmp_path: Path, overrides: dict[str, object]) -> Iterator[Settings]:
+    """For a fixture parametrized by BACKEND_PARAMS: the settings of its backend with
+    `overrides`, embedded in tmp_path or a fresh deployment with one worker (stopped after)."""
+    if request.param == "embedded":
+        yield embedded_settings(tmp_path, **overrides)
+        return
+    deployed = Deployment.create(request.getfixturevalue("stack_env"), tmp_path, overrides)
+    deployed.start_worker()
+    try:
+        yield deployed.settings
+    finally:
+        deployed.stop()
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "embedded":
-        # The stores are named, not left to defaults: a shell that ran
-        # `eval "$(photostream stack env)"` must not turn the embedded run distributed.
-        data = tmp_path / "data"
-        return Settings(
-            data_dir=data,
-            event_store=f"sqlite:///{data / 'events.db'}",
-            read_store=f"sqlite:///{data / 'views.db'}",
-            media_store=f"file://{data / 'media'}",
-            secret_key="test-secret",
-            consistency_wait_seconds=5,
-        )
+        return embedded_settings(tmp_path)
     if request.param == "distributed":
         return request.getfixturevalue("deployment").settings
     raise AssertionError(f"unknown backend {request.param}")

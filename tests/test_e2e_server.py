@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from streams.event_store import ConsistencyToken
-from tests.conftest import BACKENDS
+from tests.conftest import BACKEND_PARAMS
 from tests.deployment import Deployment
 from tests.support import Api, User, jpeg
 
@@ -233,7 +233,7 @@ class Servers:
         return text
 
 
-@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.distributed) if b == "distributed" else b for b in BACKENDS])
+@pytest.fixture(params=BACKEND_PARAMS)
 def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Servers]:
     """A factory of servers on one data dir (distributed: on one fresh deployment, with
     one worker); every server is killed at teardown, and the logs are printed (pytest

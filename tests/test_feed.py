@@ -21,8 +21,7 @@ from api.settings import Settings
 from domain.events import utc_now
 from projections.home_timeline import HOME_TIMELINE, PULL_SOURCES, TIMELINE_STATE
 from streams.event_store import ConsistencyToken
-from tests.conftest import BACKENDS
-from tests.deployment import Deployment
+from tests.conftest import BACKEND_PARAMS, settings_on
 from tests.support import Api, User
 
 # Promoted at 3 followers, demoted below 2 (round(3 x 0.66)); one pulled celebrity per
@@ -37,17 +36,9 @@ SMALL = {
 NO_TOKEN = {"X-Consistency-Token": ""}  # a read that may be served from the cache
 
 
-@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.distributed) if b == "distributed" else b for b in BACKENDS])
+@pytest.fixture(params=BACKEND_PARAMS)
 def feed_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    if request.param == "embedded":
-        yield Settings(data_dir=tmp_path / "data", secret_key="test-secret", consistency_wait_seconds=5, **SMALL)
-        return
-    deployed = Deployment.create(request.getfixturevalue("stack_env"), tmp_path, SMALL)
-    deployed.start_worker()
-    try:
-        yield deployed.settings
-    finally:
-        deployed.stop()
+    yield from settings_on(request, tmp_path, SMALL)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect as ws_connect_async
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect as ws_connect
 
-from tests.conftest import BACKENDS
+from tests.conftest import BACKEND_PARAMS
 from tests.support import Api, User
 from tests.test_e2e_server import (  # noqa: F401  (_deployments_dropped is an autouse fixture)
     SERVE_ENV_DISTRIBUTED,
@@ -88,7 +88,7 @@ def next_frame(ws: ClientConnection, kind: str, timeout: float = FRAME_WAIT) -> 
     raise AssertionError("unreachable")
 
 
-@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.distributed) if b == "distributed" else b for b in BACKENDS])
+@pytest.fixture(params=BACKEND_PARAMS)
 def live_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     deployment = None
     if request.param == "distributed":

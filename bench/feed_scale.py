@@ -13,6 +13,8 @@ Reed98 graph), in one run:
 2. For each design, start `photostream serve` on it (PHOTOSTREAM_FEED_READ=hybrid, the
    design, or naive: the feed joins follows and posts per request and no timelines are
    kept) and, for --seconds:
+   - first, on the quiet server, the read-store queries one feed page costs (cold and
+     warm post cache), from the API's /metrics;
    - wrk reads GET /v1/feed?limit=20 with --connections connections, rotating the
      tokens of --readers accounts (p50/p99, requests/s);
    - a second wrk (1 connection) keeps a write mix going: posts by ordinary accounts,
@@ -358,6 +360,7 @@ def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespa
     deployment.start_serve()
     url = deployment.url
     try:
+        queries = queries_per_page(url, [tokens[r] for r in readers[:9]])
         head_before = _head(seeded)
         read = wrk(url, READ_LUA % ",".join(f'"{tokens[r]}"' for r in readers), args.seconds, args.connections)
         write = wrk(
@@ -391,6 +394,7 @@ def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespa
         "writes_rps": writes["rps"],
         "write_non_2xx": writes["non_2xx"],
         "fanout_writes_per_s": dry["fanout_rows"] / args.seconds,
+        **queries,
     }
     for kind in ("ordinary", "celebrity"):
         sample = [pair[column] for pair in dry["amplification"][kind]]
@@ -403,6 +407,26 @@ def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespa
         result[f"fresh_{probe.kind}_lost"] = probe.lost
         result[f"fresh_{probe.kind}_followers"] = followers.get(probe.author, 0)
     return result
+
+
+def queries_per_page(url: str, tokens: list[str]) -> dict[str, float]:
+    """Read-store queries one GET /v1/feed?limit=20 costs the API process, from its
+    /metrics (photostream_read_store_queries_total), read by read on a quiet server:
+    the first read of a reader (cold: the post cache holds none of the page) and the
+    same page again at once (warm: contents, stats and authors cached). Medians."""
+
+    def total() -> float:
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("photostream_read_store_queries_total{"))
+
+    cold, warm = [], []
+    for token in tokens:
+        for sample in (cold, warm):
+            before = total()
+            response = httpx.get(f"{url}/v1/feed?limit=20", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            response.raise_for_status()
+            sample.append(total() - before)
+    return {"queries_cold": statistics.median(cold), "queries_warm": statistics.median(warm)}
 
 
 def _head(seeded: Seeded) -> dict[int, int]:
@@ -449,13 +473,13 @@ def table(rows: list[dict[str, Any]]) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
     lines = [
-        "| graph | accounts | follows | design | feed p50 ms | feed p99 ms | feed req/s | writes req/s | fresh ordinary p50/p99 ms | fresh celebrity p50/p99 ms | fan-out writes/s | rows/post ordinary | rows/post celebrity |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| graph | accounts | follows | design | feed p50 ms | feed p99 ms | feed req/s | store queries/page cold/warm | writes req/s | fresh ordinary p50/p99 ms | fresh celebrity p50/p99 ms | fan-out writes/s | rows/post ordinary | rows/post celebrity |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['graph']} | {r['accounts']:,} | {r['follows']:,} | {r['design']} | {f(r['feed_p50_ms'], 2)} | {f(r['feed_p99_ms'], 2)} | "
-            f"{f(r['feed_rps'], 0)} | {f(r['writes_rps'], 0)} | {f(r['fresh_ordinary_p50_ms'], 0)}/{f(r['fresh_ordinary_p99_ms'], 0)} | "
+            f"{f(r['feed_rps'], 0)} | {f(r.get('queries_cold'), 0)}/{f(r.get('queries_warm'), 0)} | {f(r['writes_rps'], 0)} | {f(r['fresh_ordinary_p50_ms'], 0)}/{f(r['fresh_ordinary_p99_ms'], 0)} | "
             f"{f(r['fresh_celebrity_p50_ms'], 0)}/{f(r['fresh_celebrity_p99_ms'], 0)} | {f(r['fanout_writes_per_s'], 0)} | "
             f"{f(r['amplification_ordinary'])} | {f(r['amplification_celebrity'])} |"
         )

@@ -122,6 +122,10 @@ EVENTS_APPENDED = REGISTRY.counter("photostream_events_appended_total", "Events 
 EVENTS_SKIPPED = REGISTRY.counter(
     "photostream_events_skipped_total", "Events of a type or version this code does not know, skipped when read, by type."
 )
+READ_STORE_QUERIES = REGISTRY.counter(
+    "photostream_read_store_queries_total",
+    "Queries this process sent to the read store (Cassandra requests, SQLite statements), by table: what reads cost.",
+)
 WRITES_PER_EVENT = REGISTRY.histogram(
     "photostream_projection_writes_per_event",
     "Writes one event caused in one projection (for home_timeline: the fan-out batch size).",

@@ -44,6 +44,7 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.connection import ConnectionException
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement, tuple_factory
 
+from observability.metrics import READ_STORE_QUERIES
 from projections.cassandra_session import open_session, parse_cassandra_url
 from projections.store import (
     Checkpoint,
@@ -81,6 +82,9 @@ BATCH_BYTES = 4 * 1024
 STATEMENT_OVERHEAD_BYTES = 32  # column names, liveness info: what _size cannot see
 # Requests in flight at once for big applies and multi-key reads.
 CONCURRENCY = 100
+# Clustering keys per IN (get_many): Cassandra reads an IN as that many slices of one
+# partition; a short list keeps one request's work and its result page small.
+IN_LIMIT = 100
 
 CHECKPOINTS = Table(
     "projection_checkpoints",
@@ -474,22 +478,48 @@ class CassandraReadStore:
 
     @_unavailable_as_port_error
     def get(self, table: Table, key: Row) -> Row | None:
+        READ_STORE_QUERIES.inc(table=table.name)
         found = self._session.execute(self._bind_get(table, key), execution_profile=self._reads).one()
         return self._decode_row(table, found) if found else None
 
+    def _bind_get_in(self, table: Table, partition: tuple[Any, ...], clustering: list[Any]) -> BoundStatement:
+        assert table.clustering is not None
+        prepared = self._statement(
+            (table.name, "get_in"),
+            lambda: f"SELECT {_columns(table)} FROM {_q(table.name)}"
+            f" WHERE {_where(table.partition_key)} AND {_q(table.clustering)} IN ?",
+        )
+        kind = table.columns[table.clustering]
+        values = [_encode(table.columns[c], v) for c, v in zip(table.partition_key, partition)]
+        return prepared.bind([*values, [_encode(kind, v) for v in clustering]])
+
     @_unavailable_as_port_error
     def get_many(self, table: Table, keys: Sequence[Row]) -> list[Row | None]:
-        """One query per distinct key, all in flight at once (a multi-partition IN
-        would make one coordinator wait for every replica set in turn)."""
+        """One query per partition, all in flight at once: several rows of one partition
+        (a reader's blocks, likes, follows among a page's authors) in one IN on the
+        clustering column, a slice of one partition on one replica set. Never one IN
+        across partitions: that would make one coordinator wait for every replica set
+        in turn."""
         if not keys:
             return []
         wanted = list(dict.fromkeys(tuple(k[c] for c in table.primary_key) for k in keys))
-        statements = [self._bind_get(table, dict(zip(table.primary_key, w))) for w in wanted]
+        if table.clustering is None:
+            statements = [self._bind_get(table, dict(zip(table.primary_key, w))) for w in wanted]
+        else:
+            width = len(table.partition_key)
+            by_partition: dict[tuple[Any, ...], list[Any]] = {}
+            for w in wanted:
+                by_partition.setdefault(w[:width], []).append(w[width])
+            statements = [
+                self._bind_get_in(table, partition, clustering[start : start + IN_LIMIT])
+                for partition, clustering in by_partition.items()
+                for start in range(0, len(clustering), IN_LIMIT)
+            ]
+        READ_STORE_QUERIES.inc(len(statements), table=table.name)
         found: dict[tuple[Any, ...], Row] = {}
         for result in self._run_concurrently(statements, self._reads):
-            first = result.one()
-            if first is not None:
-                row = self._decode_row(table, first)
+            for values in result:
+                row = self._decode_row(table, values)
                 found[tuple(row[c] for c in table.primary_key)] = row
         return [found.get(tuple(k[c] for c in table.primary_key)) for k in keys]
 
@@ -532,6 +562,8 @@ class CassandraReadStore:
             else self._bind_scan(r.table, r.partition_row, r.start_after, r.end_before, r.limit)
             for r in reads
         ]
+        for read in reads:
+            READ_STORE_QUERIES.inc(table=read.table.name)
         answers: list[Any] = []
         for read, result in zip(reads, self._run_concurrently(statements, self._reads)):
             if isinstance(read, Get):
@@ -554,6 +586,7 @@ class CassandraReadStore:
         if limit is not None and limit <= 0:
             return []  # CQL refuses LIMIT 0
         statement = self._bind_scan(table, partition, start_after, end_before, limit)
+        READ_STORE_QUERIES.inc(table=table.name)
         result = self._session.execute(statement, execution_profile=self._reads)
         # Cassandra returns a partition in its clustering order; iterating pages on.
         return [self._decode_row(table, r) for r in result]
@@ -577,6 +610,7 @@ class CassandraReadStore:
             self._bind_scan(table, dict(zip(table.partition_key, p)), start_after, end_before, limit)
             for p in distinct
         ]
+        READ_STORE_QUERIES.inc(len(statements), table=table.name)
         results = self._run_concurrently(statements, self._reads)
         runs = [[self._decode_row(table, r) for r in result] for result in results]
         return _merge(table, runs, limit)

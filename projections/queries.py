@@ -8,6 +8,7 @@ from projections.accounts import ACCOUNT_BY_USERNAME, ACCOUNTS
 from projections.comments import COMMENT_COUNTS, COMMENTS_BY_POST
 from projections.followers import FOLLOWERS
 from projections.following import FOLLOWING
+from projections.liked_posts import liked_by
 from projections.likes import LIKES
 from projections.posts import POSTS
 from projections.post_cache import PostCache
@@ -130,29 +131,25 @@ def posts_by_id(view: ReadView, ids: list[int], viewer: int | None, cache: PostC
     rows = [r for r in found if r is not None]
     if not rows:
         return []
-    hidden = hidden_authors(view, viewer, {r["author_id"] for r in rows})
+    author_ids = list(dict.fromkeys(r["author_id"] for r in rows))
+    if cache is None:
+        authors = dict(zip(author_ids, accounts_by_id(view, author_ids)))
+    else:
+        authors = dict(zip(author_ids, cache.authors.get_many(author_ids, lambda missing: accounts_by_id(view, missing))))
+    private = {a: account.private for a, account in authors.items() if account is not None}
+    hidden = hidden_authors(view, viewer, author_ids, private)
     rows = [r for r in rows if r["author_id"] not in hidden]
     if not rows:
         return []
     post_ids = [r["post_id"] for r in rows]
-    author_ids = list({r["author_id"] for r in rows})
 
     def load_stats(wanted: list[int]) -> list[tuple[int, int]]:
         return list(zip(_counts(view, LIKES.counts, "post_id", wanted), _counts(view, COMMENT_COUNTS, "post_id", wanted)))
 
-    if cache is None:
-        authors = dict(zip(author_ids, accounts_by_id(view, author_ids)))
-        stats = load_stats(post_ids)
-    else:
-        authors = dict(zip(author_ids, cache.authors.get_many(author_ids, lambda missing: accounts_by_id(view, missing))))
-        stats = cache.stats.get_many(post_ids, load_stats)
+    stats = load_stats(post_ids) if cache is None else cache.stats.get_many(post_ids, load_stats)
     likes = [s[0] for s in stats]
     comments = [s[1] for s in stats]
-    mine = (
-        view.get_many(LIKES.index, [{"post_id": i, "account_id": viewer} for i in post_ids])
-        if viewer is not None
-        else [None] * len(post_ids)
-    )
+    mine = liked_by(view, viewer, post_ids) if viewer is not None else set()
     views = []
     for n, row in enumerate(rows):
         author = authors.get(row["author_id"])
@@ -170,7 +167,7 @@ def posts_by_id(view: ReadView, ids: list[int], viewer: int | None, cache: PostC
                 edited_at=row["edited_at"],
                 like_count=likes[n],
                 comment_count=comments[n],
-                liked_by_me=mine[n] is not None,
+                liked_by_me=row["post_id"] in mine,
             )
         )
     return views

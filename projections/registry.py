@@ -12,6 +12,7 @@ from projections.followers import Followers
 from projections.follow_requests import FollowRequests
 from projections.following import Following
 from projections.home_timeline import HomeTimeline
+from projections.liked_posts import LikedPosts
 from projections.likes import Likes
 from projections.notifications import Notifications
 from projections.post_changes import PostChanges
@@ -48,6 +49,7 @@ def all_projectors(settings: ProjectionSettings | None = None) -> list[Projector
         PostsByAuthor(),
         PostsByTag(),
         Likes(),
+        LikedPosts(),
         Comments(),
         Sessions(),
         HomeTimeline(

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import orjson
 
+from observability.metrics import READ_STORE_QUERIES
 from projections.store import (
     Checkpoint,
     DeadLetter,
@@ -184,6 +185,7 @@ class SqliteReadStore:
     def get(self, table: Table, key: Row) -> Row | None:
         where, args = self._where(table, key, table.primary_key)
         cols = list(table.columns)
+        READ_STORE_QUERIES.inc(table=table.name)
         found = self.conn().execute(
             f"SELECT {', '.join(cols)} FROM {table.name} WHERE {where}", args
         ).fetchone()
@@ -198,6 +200,7 @@ class SqliteReadStore:
         for chunk_start in range(0, len(keys), 300):
             chunk = keys[chunk_start : chunk_start + 300]
             args = [_encode(table.columns[c], k[c]) for k in chunk for c in pk]
+            READ_STORE_QUERIES.inc(table=table.name)
             rows = self.conn().execute(_get_many_sql(table, len(chunk)), args).fetchall()
             for values in rows:
                 row = self._row(table, cols, values)
@@ -279,6 +282,7 @@ class SqliteReadStore:
         sql = f"SELECT {', '.join(cols)} FROM {table.name} WHERE {where}{order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
+        READ_STORE_QUERIES.inc(table=table.name)
         return [self._row(table, cols, r) for r in self.conn().execute(sql, args).fetchall()]
 
     def dump(self, table: Table) -> list[Row]:

@@ -15,11 +15,11 @@ author was public disappears for non-followers the moment the author goes privat
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from domain.events import Blocked, Event, Muted, Unblocked, Unmuted
 from projections.accounts import ACCOUNTS
-from projections.followers import FOLLOWERS
+from projections.following import FOLLOWING
 from projections.projector import Projector, on
 from projections.store import Delete, ReadView, Table, Upsert, Write
 
@@ -64,43 +64,63 @@ class Visibility(Projector):
         return [Delete(MUTES, {"muter_id": int(e.muter_id), "muted_id": int(e.muted_id)})]
 
 
-def post_access(view: ReadView, viewer: int | None, authors: Iterable[int]) -> dict[int, str]:
+def post_access(
+    view: ReadView, viewer: int | None, authors: Iterable[int], private: Mapping[int, bool] | None = None
+) -> dict[int, str]:
     """For each author, whether the viewer (None: signed out) may see their posts, and if
-    not, why: ALLOWED, PRIVATE, BLOCKING, BLOCKED_BY_AUTHOR or MISSING. A few batched
-    reads however many authors."""
+    not, why: ALLOWED, PRIVATE, BLOCKING, BLOCKED_BY_AUTHOR or MISSING. `private`: whether
+    each author is private, where the caller has read their accounts already (the others
+    are read here). A few reads however many authors: the viewer's blocks both ways and
+    follows are each one partition."""
     distinct = list(dict.fromkeys(authors))
     access = {a: ALLOWED for a in distinct if a == viewer}
     others = [a for a in distinct if a != viewer]
     if not others:
         return access
-    accounts = view.get_many(ACCOUNTS, [{"account_id": a} for a in others])
-    blocking: list = [None] * len(others)
-    blocked_by: list = [None] * len(others)
-    if viewer is not None:
-        blocking = view.get_many(BLOCKS, [{"blocker_id": viewer, "blocked_id": a} for a in others])
-        blocked_by = view.get_many(BLOCKS, [{"blocker_id": a, "blocked_id": viewer} for a in others])
-    private = [a for a, row in zip(others, accounts) if row is not None and row["private"]]
+    known = dict(private or {})
+    unread = [a for a in others if a not in known]
+    for a, row in zip(unread, view.get_many(ACCOUNTS, [{"account_id": a} for a in unread])):
+        if row is not None:
+            known[a] = bool(row["private"])
+    blocking, blocked_by = _blocks(view, viewer, others)
+    locked = [a for a in others if known.get(a)]
     approved: set[int] = set()
-    if viewer is not None and private:
-        rows = view.get_many(FOLLOWERS.index, [{"account_id": a, "follower_id": viewer} for a in private])
-        approved = {a for a, row in zip(private, rows) if row is not None}
-    for n, author in enumerate(others):
-        if accounts[n] is None:
+    if viewer is not None and locked:
+        rows = view.get_many(FOLLOWING.index, [{"account_id": viewer, "followee_id": a} for a in locked])
+        approved = {a for a, row in zip(locked, rows) if row is not None}
+    for author in others:
+        if author not in known:
             access[author] = MISSING
-        elif blocked_by[n] is not None:
+        elif author in blocked_by:
             access[author] = BLOCKED_BY_AUTHOR
-        elif blocking[n] is not None:
+        elif author in blocking:
             access[author] = BLOCKING
-        elif author in private and author not in approved:
+        elif known[author] and author not in approved:
             access[author] = PRIVATE
         else:
             access[author] = ALLOWED
     return access
 
 
-def hidden_authors(view: ReadView, viewer: int | None, authors: Iterable[int]) -> set[int]:
-    """The authors among `authors` whose posts the viewer may not see."""
-    return {a for a, why in post_access(view, viewer, authors).items() if why != ALLOWED}
+def _blocks(view: ReadView, viewer: int | None, others: list[int]) -> tuple[set[int], set[int]]:
+    """Which of `others` the viewer blocks, and which block the viewer: one partition
+    each (BLOCKS of the viewer, BLOCKED_BY of the viewer)."""
+    if viewer is None or not others:
+        return set(), set()
+    blocking = view.get_many(BLOCKS, [{"blocker_id": viewer, "blocked_id": a} for a in others])
+    blocked_by = view.get_many(BLOCKED_BY, [{"blocked_id": viewer, "blocker_id": a} for a in others])
+    return (
+        {a for a, row in zip(others, blocking) if row is not None},
+        {a for a, row in zip(others, blocked_by) if row is not None},
+    )
+
+
+def hidden_authors(
+    view: ReadView, viewer: int | None, authors: Iterable[int], private: Mapping[int, bool] | None = None
+) -> set[int]:
+    """The authors among `authors` whose posts the viewer may not see (`private`: as
+    post_access takes it)."""
+    return {a for a, why in post_access(view, viewer, authors, private).items() if why != ALLOWED}
 
 
 def can_see(view: ReadView, viewer: int | None, author: int) -> bool:
@@ -111,12 +131,8 @@ def can_see(view: ReadView, viewer: int | None, author: int) -> bool:
 def blocked_pairs(view: ReadView, viewer: int | None, accounts: Iterable[int]) -> set[int]:
     """The accounts among `accounts` that the viewer blocks or is blocked by: hidden from
     the viewer's lists (followers, likers, comments, search results)."""
-    others = [a for a in dict.fromkeys(accounts) if a != viewer]
-    if viewer is None or not others:
-        return set()
-    blocking = view.get_many(BLOCKS, [{"blocker_id": viewer, "blocked_id": a} for a in others])
-    blocked_by = view.get_many(BLOCKS, [{"blocker_id": a, "blocked_id": viewer} for a in others])
-    return {a for a, x, y in zip(others, blocking, blocked_by) if x is not None or y is not None}
+    blocking, blocked_by = _blocks(view, viewer, [a for a in dict.fromkeys(accounts) if a != viewer])
+    return blocking | blocked_by
 
 
 def blocked_either_way(view: ReadView, viewer: int | None) -> set[int]:

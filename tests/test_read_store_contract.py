@@ -270,6 +270,17 @@ def test_get_many_with_clustered_keys(store: Any) -> None:
     assert [r and r["label"] for r in store.get_many(DESC, keys)] == ["2/4", "1/0", None]
 
 
+def test_get_many_of_many_rows_of_one_partition(store: Any) -> None:
+    """A reader's blocks or likes among a page: many clustering keys of one partition
+    (Cassandra: one IN per partition, in chunks), mixed with other partitions, repeats
+    and misses, in the keys' order."""
+    _fill(store, DESC, 1, range(0, 300, 3))
+    _fill(store, DESC, 2, [7])
+    keys = [{"owner": 1, "seq": s} for s in range(250)] + [{"owner": 2, "seq": 7}, {"owner": 1, "seq": 3}, {"owner": 3, "seq": 1}]
+    found = store.get_many(DESC, keys)
+    assert [r and r["label"] for r in found] == [f"1/{s}" if s % 3 == 0 else None for s in range(250)] + ["2/7", "1/3", None]
+
+
 def test_get_many_of_many_keys(store: Any) -> None:
     store.apply([Upsert(KV, {"id": i, "count": i * i}) for i in range(0, 700, 2)])
     found = store.get_many(KV, [{"id": i} for i in range(700)])

@@ -5,8 +5,10 @@ stats (like and comment counts) and authors, one per API process.
   `post_changes` read model: at most every `poll_seconds` it reads the changes of the
   last `window_minutes` minutes (event time) and drops those posts. A change applied
   by a projection lagging more than the window is still bounded by `content_ttl`.
-- Stats and authors (follower counts, names) change all the time and are cheap to be a
-  second late: they live `stats_ttl` seconds.
+- Stats and authors (follower counts, names, whether private) change all the time and
+  are cheap to be a second late: they live `stats_ttl` seconds. A switch to private
+  hides the author's posts from other readers' feeds within that time (their own
+  requests wait for it: read-your-writes below).
 - A request that carries a consistency token (read-your-writes) does not use the cache
   at all (the caller passes no cache): what it waited for is read from the store.
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from tests.deployment import KEYSPACES, Deployment
+from tests.deployment import KEYSPACES, WARM, Deployment
 from tests.support import Api
 
 # Both backends by default (and always in CI); PHOTOSTREAM_TEST_BACKENDS=embedded for a
@@ -38,14 +38,14 @@ def stack_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def deployment(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Deployment]:
-    """A fresh distributed deployment (topic, keyspace, bucket) with one worker."""
-    deployed = Deployment.create(stack_env, tmp_path)
-    deployed.start_worker()
+def deployment(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A fresh distributed deployment (topic, keyspace, bucket) with one worker, made
+    while the test before ran (tests.deployment.WarmDeployments)."""
+    deployed = WARM.take(stack_env, lambda: tmp_path_factory.mktemp("deployment"))
     try:
         yield deployed
     finally:
-        deployed.stop()
+        WARM.give_back(deployed)
 
 
 def embedded_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -98,6 +98,7 @@ def api(client: TestClient) -> Api:
 
 
 def pytest_sessionfinish() -> None:
+    WARM.close()
     KEYSPACES.drop_all()
 
 

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from api.settings import Settings
 
@@ -129,11 +131,17 @@ class KeyspacePool:
         self.shared: str | None = None  # cassandra://host:port of the run's stack
         self._free: list[str] = []
         self._connection: tuple[Any, Any] | None = None  # (cluster, session) to the shared node
+        self._lock = threading.RLock()  # tests and WarmDeployments' thread both come here
 
     def acquire(self, cassandra: str) -> str | None:
-        return self._free.pop() if cassandra == self.shared and self._free else None
+        with self._lock:
+            return self._free.pop() if cassandra == self.shared and self._free else None
 
     def release(self, read_store: str) -> None:
+        with self._lock:
+            self._release(read_store)
+
+    def _release(self, read_store: str) -> None:
         cassandra, keyspace = read_store.rsplit("/", 1)
         if cassandra != self.shared:
             cluster, session = _connect(cassandra)
@@ -158,6 +166,10 @@ class KeyspacePool:
             self._free.append(keyspace)
 
     def drop_all(self) -> None:
+        with self._lock:
+            self._drop_all()
+
+    def _drop_all(self) -> None:
         if self._connection is None:
             return
         cluster, session = self._connection
@@ -183,6 +195,44 @@ def _connect(cassandra: str) -> tuple[Any, Any]:
 
 
 KEYSPACES = KeyspacePool()
+
+
+class WarmDeployments:
+    """Default deployments (no overrides) made one test ahead: while a test runs, the next
+    one's topic and keyspace are made and its worker starts, and the finished one's worker
+    stops and its keyspace is emptied, in one background thread. Each distributed test
+    would otherwise wait ~1.5 s for `migrate`, a few seconds for its worker to join, and
+    ~1.5 s for the stop. A deployment is still used by one test only."""
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-deployments")
+        self._next: Future[Deployment] | None = None
+
+    def take(self, stack: dict[str, str], folder: Callable[[], Path]) -> Deployment:
+        """A deployment with its worker started; `folder` makes a new folder for one.
+        `stack` is the session's: the same for every call."""
+        ready, self._next = self._next, None
+        deployed = ready.result() if ready is not None else self._make(stack, folder)
+        self._next = self._thread.submit(self._make, stack, folder)
+        return deployed
+
+    def give_back(self, deployed: Deployment) -> None:
+        self._thread.submit(deployed.stop)
+
+    def close(self) -> None:
+        if self._next is not None:
+            self._thread.submit(lambda ready=self._next: ready.result().stop())
+            self._next = None
+        self._thread.shutdown(wait=True)
+
+    @staticmethod
+    def _make(stack: dict[str, str], folder: Callable[[], Path]) -> Deployment:
+        deployed = Deployment.create(stack, folder())
+        deployed.start_worker()
+        return deployed
+
+
+WARM = WarmDeployments()
 
 
 def delete_topics(kafka_url: str, containing: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from domain.events import Event, Liked, Unliked
 from projections.projector import Projector, on
-from projections.store import Delete, ReadView, Table, Upsert, Write
+from projections.store import Delete, ReadView, Table, Upsert, Write, existing
 
 LIKED_POSTS = Table("liked_posts", {"account_id": "int", "post_id": "int"}, ("account_id",), "post_id", descending=True)
 
@@ -25,5 +25,4 @@ class LikedPosts(Projector):
 
 def liked_by(view: ReadView, account_id: int, post_ids: list[int]) -> set[int]:
     """Which of `post_ids` the account has liked: one partition read."""
-    rows = view.get_many(LIKED_POSTS, [{"account_id": account_id, "post_id": p} for p in post_ids])
-    return {p for p, row in zip(post_ids, rows) if row is not None}
+    return existing(view, LIKED_POSTS, post_ids, lambda p: {"account_id": account_id, "post_id": p})

@@ -7,10 +7,11 @@ projections.sqlite_store (embedded) and projections.cassandra_store.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Iterable, Literal, Protocol, Sequence, Union
+from typing import Any, Callable, ContextManager, Hashable, Iterable, Literal, Protocol, Sequence, TypeVar, Union
 
 ColumnType = Literal["int", "text", "bool", "json", "float"]
 Row = dict[str, Any]
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -188,3 +189,11 @@ class ReadStore(ReadView, Protocol):
 
 class ReadStoreUnavailable(Exception):
     """The read store cannot be reached."""
+
+
+def existing(view: ReadView, table: Table, candidates: Sequence[K], key: Callable[[K], Row]) -> set[K]:
+    """The candidates whose row (`key` of each: a full primary key) `table` holds, in one
+    get_many: a reader's likes, blocks or follows among a page's posts or authors are
+    rows of one partition, which the Cassandra store reads in one query."""
+    rows = view.get_many(table, [key(c) for c in candidates])
+    return {c for c, row in zip(candidates, rows) if row is not None}

@@ -21,7 +21,7 @@ from domain.events import Blocked, Event, Muted, Unblocked, Unmuted
 from projections.accounts import ACCOUNTS
 from projections.following import FOLLOWING
 from projections.projector import Projector, on
-from projections.store import Delete, ReadView, Table, Upsert, Write
+from projections.store import Delete, ReadView, Table, Upsert, Write, existing
 
 BLOCKS = Table("blocks", {"blocker_id": "int", "blocked_id": "int"}, ("blocker_id",), "blocked_id")
 BLOCKED_BY = Table("blocked_by", {"blocked_id": "int", "blocker_id": "int"}, ("blocked_id",), "blocker_id")
@@ -86,8 +86,7 @@ def post_access(
     locked = [a for a in others if known.get(a)]
     approved: set[int] = set()
     if viewer is not None and locked:
-        rows = view.get_many(FOLLOWING.index, [{"account_id": viewer, "followee_id": a} for a in locked])
-        approved = {a for a, row in zip(locked, rows) if row is not None}
+        approved = existing(view, FOLLOWING.index, locked, lambda a: {"account_id": viewer, "followee_id": a})
     for author in others:
         if author not in known:
             access[author] = MISSING
@@ -107,11 +106,9 @@ def _blocks(view: ReadView, viewer: int | None, others: list[int]) -> tuple[set[
     each (BLOCKS of the viewer, BLOCKED_BY of the viewer)."""
     if viewer is None or not others:
         return set(), set()
-    blocking = view.get_many(BLOCKS, [{"blocker_id": viewer, "blocked_id": a} for a in others])
-    blocked_by = view.get_many(BLOCKED_BY, [{"blocked_id": viewer, "blocker_id": a} for a in others])
     return (
-        {a for a, row in zip(others, blocking) if row is not None},
-        {a for a, row in zip(others, blocked_by) if row is not None},
+        existing(view, BLOCKS, others, lambda a: {"blocker_id": viewer, "blocked_id": a}),
+        existing(view, BLOCKED_BY, others, lambda a: {"blocked_id": viewer, "blocker_id": a}),
     )
 
 

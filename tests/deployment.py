@@ -131,17 +131,13 @@ class KeyspacePool:
         self.shared: str | None = None  # cassandra://host:port of the run's stack
         self._free: list[str] = []
         self._connection: tuple[Any, Any] | None = None  # (cluster, session) to the shared node
-        self._lock = threading.RLock()  # tests and WarmDeployments' thread both come here
+        self._lock = threading.Lock()  # tests and WarmDeployments' thread both come here
 
     def acquire(self, cassandra: str) -> str | None:
         with self._lock:
             return self._free.pop() if cassandra == self.shared and self._free else None
 
     def release(self, read_store: str) -> None:
-        with self._lock:
-            self._release(read_store)
-
-    def _release(self, read_store: str) -> None:
         cassandra, keyspace = read_store.rsplit("/", 1)
         if cassandra != self.shared:
             cluster, session = _connect(cassandra)
@@ -150,36 +146,34 @@ class KeyspacePool:
             finally:
                 cluster.shutdown()
             return
-        session = self._session()
-        try:
-            tables = [r.table_name for r in session.execute(
-                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
-            )]
-            probes = [(t, session.execute_async(f"SELECT * FROM {keyspace}.{t} LIMIT 1")) for t in tables]
-            for table, probe in probes:
-                if probe.result().one() is not None:
-                    session.execute(f"TRUNCATE {keyspace}.{table}", timeout=60)
-        except Exception:
-            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)  # never hand on a half-emptied one
-            raise
-        if tables:
-            self._free.append(keyspace)
+        with self._lock:
+            session = self._session()
+            try:
+                tables = [r.table_name for r in session.execute(
+                    "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
+                )]
+                probes = [(t, session.execute_async(f"SELECT * FROM {keyspace}.{t} LIMIT 1")) for t in tables]
+                for table, probe in probes:
+                    if probe.result().one() is not None:
+                        session.execute(f"TRUNCATE {keyspace}.{table}", timeout=60)
+            except Exception:
+                session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)  # never hand on a half-emptied one
+                raise
+            if tables:
+                self._free.append(keyspace)
 
     def drop_all(self) -> None:
         with self._lock:
-            self._drop_all()
-
-    def _drop_all(self) -> None:
-        if self._connection is None:
-            return
-        cluster, session = self._connection
-        try:
-            for keyspace in self._free:
-                session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
-        finally:
-            self._free.clear()
-            self._connection = None
-            cluster.shutdown()
+            if self._connection is None:
+                return
+            cluster, session = self._connection
+            try:
+                for keyspace in self._free:
+                    session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+            finally:
+                self._free.clear()
+                self._connection = None
+                cluster.shutdown()
 
     def _session(self) -> Any:
         if self._connection is None:

@@ -72,6 +72,15 @@ class Api:
     def follow(self, user: User, username: str) -> None:
         assert self.ok("POST", f"/v1/accounts/{username}/follow", user) == {"following": True}
 
+    def metrics(self) -> dict[str, float]:
+        """GET /metrics as {series (name and labels): value}: the counters of this
+        server's process, which other tests share (compare before and after)."""
+        response = self.http.get("/metrics")
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines() if line and not line.startswith("#")
+        }
+
     def walk(self, path: str, user: User | None = None, limit: int = 2) -> list[dict[str, Any]]:
         """Every item of a list, following next_cursor to the end."""
         items: list[dict[str, Any]] = []

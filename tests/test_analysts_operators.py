@@ -394,19 +394,11 @@ def test_a_poison_event_is_parked_listed_and_retried_after_a_fix(api: Api, setti
 # ----- observability -----------------------------------------------------------------
 
 
-def scrape(api: Api) -> dict[str, float]:
-    response = api.http.get("/metrics")
-    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    return {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines() if line and not line.startswith("#")
-    }
-
-
 def test_metrics_and_projections_describe_the_pipeline(api: Api, settings: Settings) -> None:
-    before = scrape(api)  # the counters belong to the process, which other tests share
+    before = api.metrics()  # the counters belong to the process, which other tests share
     users, _ = some_activity(api)
     wait_projected(api, users[1])
-    after = scrape(api)
+    after = api.metrics()
 
     def grew(name: str) -> float:
         assert name in after, f"no {name} in /metrics"

@@ -729,7 +729,7 @@ class KafkaEventStore:
         pending = [(await self._send(producer, rows), rows) for rows in groups if rows]
         out: list[StreamRow] = []
         for future, rows in pending:
-            metadata = await asyncio.wait_for(future, self.produce_timeout)
+            metadata = await self._acked(producer, future)
             out += [replace(r, offset=metadata.offset + i, published=True) for i, r in enumerate(rows)]
         return out
 
@@ -986,15 +986,13 @@ class KafkaEventStore:
         try:
             pending = await self._send(producer, rows)
         except Exception as exc:  # never reached Kafka: undo the whole append
-            self._discard_if_poisoned(producer, exc)
             await self._withdraw(cql, reservation)
             if isinstance(exc, EventStoreError):
                 raise
             raise EventStoreUnavailable(f"Kafka refused the append: {type(exc).__name__}: {exc}") from exc
         try:
-            metadata = await asyncio.wait_for(asyncio.shield(pending), self.produce_timeout)
+            metadata = await self._acked(producer, pending)
         except (TimeoutError, KafkaError) as exc:
-            self._discard_if_poisoned(producer, exc)
             return await self._unacknowledged(cql, reservation, pending, exc)
         positioned = [replace(r, offset=metadata.offset + i, published=True) for i, r in enumerate(rows)]
         try:
@@ -1006,14 +1004,17 @@ class KafkaEventStore:
     def _discard_if_poisoned(self, producer: AIOKafkaProducer, exc: BaseException) -> None:
         """After a broker restart the idempotent producer's sequence numbers may no
         longer match the broker's (OutOfOrderSequenceNumber on every later batch, found
-        by tests/test_faults.py): drop it, so the next append starts a new producer id."""
+        by tests/test_faults.py): drop it, so the next send starts a new producer id.
+        _send and _acked call this, so appends, bulk appends and the outbox sweep all
+        recover (the sweep alone once kept failing with the old producer)."""
         if isinstance(exc, POISONED_PRODUCER) and self._producer is producer:
             log.warning("Kafka producer reset after %s", type(exc).__name__)
             self._producer = None
             self._spawn(self._stop_producer(producer))
 
     async def _send(self, producer: AIOKafkaProducer, rows: list[StreamRow]) -> asyncio.Future[Any]:
-        """Queue the rows as one record batch. Raising here means nothing was queued."""
+        """Queue the rows as one record batch. Raising here means nothing was queued.
+        The ack is the returned future's (await it with _acked)."""
         batch = producer.create_batch()
         for row in rows:
             headers = [
@@ -1024,9 +1025,23 @@ class KafkaEventStore:
                 raise EventStoreError(f"an append is at most {MAX_APPEND_BYTES} bytes")
         batch.close()
         # Cancelling send_batch before it queued is safe: the batch is then never sent.
-        return await asyncio.wait_for(
-            producer.send_batch(batch, self.topic, partition=rows[0].partition), self.produce_timeout
-        )
+        try:
+            return await asyncio.wait_for(
+                producer.send_batch(batch, self.topic, partition=rows[0].partition), self.produce_timeout
+            )
+        except BaseException as exc:
+            self._discard_if_poisoned(producer, exc)
+            raise
+
+    async def _acked(self, producer: AIOKafkaProducer, pending: asyncio.Future[Any]) -> Any:
+        """Kafka's acknowledgement (RecordMetadata) of a queued batch, waited for at most
+        produce_timeout; the wait is shielded, so a late ack still reaches whoever else
+        holds `pending`."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), self.produce_timeout)
+        except BaseException as exc:
+            self._discard_if_poisoned(producer, exc)
+            raise
 
     async def _unacknowledged(
         self, cql: AsyncCql, reservation: Reservation, pending: asyncio.Future[Any], exc: BaseException
@@ -1122,8 +1137,7 @@ class KafkaEventStore:
         if rows[0].claims and await self._claims_lost(cql, rows):
             return 0
         await asyncio.gather(*(cql.run("set_pointer", r.event_id, r.stream, r.version) for r in rows))
-        pending = await self._send(producer, rows)
-        metadata = await asyncio.wait_for(asyncio.shield(pending), self.produce_timeout)
+        metadata = await self._acked(producer, await self._send(producer, rows))
         await self._mark_if(cql, [replace(r, offset=metadata.offset + i) for i, r in enumerate(rows)])
         log.info("republished %d event(s) of %s from the outbox", len(rows), rows[0].stream)
         return len(rows)

@@ -105,10 +105,13 @@ class Deployment:
         self._drop()
 
     def _drop(self) -> None:
-        """Empty the keyspace for the next test and delete the topics: thousands of
-        leftover topics slow every client's metadata refresh on the shared broker."""
+        """Empty the keyspace for the next test, delete the topics (thousands of leftover
+        topics slow every client's metadata refresh on the shared broker) and the bucket
+        (MinIO's background scanner walks every bucket: a thousand leftovers kept it at
+        half a core)."""
         KEYSPACES.release(self.settings.read_store)
         delete_topics(self.settings.event_store.split("?")[0], self.topic)
+        delete_bucket(self.settings.media_store)
 
     @property
     def topic(self) -> str:
@@ -227,6 +230,23 @@ class WarmDeployments:
 
 
 WARM = WarmDeployments()
+
+
+def delete_bucket(media_url: str) -> None:
+    """Delete an s3:// media store's bucket and every object in it, if it exists."""
+    from minio import Minio
+    from minio.deleteobjects import DeleteObject
+
+    from media.store import parse_s3_url
+
+    settings = parse_s3_url(media_url)
+    client = Minio(settings.endpoint, access_key=settings.access_key, secret_key=settings.secret_key, secure=settings.secure)
+    if not client.bucket_exists(bucket_name=settings.bucket):
+        return
+    objects = (DeleteObject(o.object_name) for o in client.list_objects(bucket_name=settings.bucket, recursive=True))
+    for error in client.remove_objects(bucket_name=settings.bucket, delete_object_list=objects):
+        raise RuntimeError(f"could not delete {error.name} from bucket {settings.bucket}: {error.message}")
+    client.remove_bucket(bucket_name=settings.bucket)
 
 
 def delete_topics(kafka_url: str, containing: str) -> None:

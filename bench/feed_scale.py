@@ -12,10 +12,12 @@ Reed98 graph), in one run:
    `photostream worker`, kept running for the workload).
 2. For each design, start `photostream serve` on it (PHOTOSTREAM_FEED_READ=hybrid, the
    design, or naive: the feed joins follows and posts per request and no timelines are
-   kept) and, for --seconds:
+   kept) and:
    - first, on the quiet server, the read-store queries one feed page costs (cold and
      warm post cache), from the API's /metrics;
-   - wrk reads GET /v1/feed?limit=20 with --connections connections, rotating the
+   then, for --seconds at each load level (--connections, default 1,2,4,8: latency
+   against load; the table's headline is the last level's):
+   - wrk reads GET /v1/feed?limit=20 with that many connections, rotating the
      tokens of --readers accounts (p50/p99, requests/s);
    - a second wrk (1 connection) keeps a write mix going: posts by ordinary accounts,
      likes and follows (its rate is reported; a follow of oneself answers 400, counted);
@@ -348,6 +350,9 @@ def post_writes(seeded: Seeded, after: dict[int, int], followers: dict[int, int]
 
 
 def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One `photostream serve` with the design; the workload at each --connections level
+    in turn (--seconds each). The headline figures are the highest level's; `levels`
+    holds every level's (latency against load)."""
     rng = random.Random(1)
     readers = rng.sample(range(graph.accounts), min(args.readers, graph.accounts))
     followers = graph.followers()
@@ -359,26 +364,45 @@ def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespa
     deployment.env["PHOTOSTREAM_FEED_READ"] = design
     deployment.start_serve()
     url = deployment.url
+    read_script = READ_LUA % ",".join(f'"{tokens[r]}"' for r in readers)
+    write_script = WRITE_LUA % (
+        ",".join(f'{{"{tokens[w]}","{seeded.media[w]}"}}' for w in writers),
+        ",".join(f'"{p}"' for p in seeded.posts[:2000]),
+        graph.accounts,
+    )
+    levels: list[dict[str, Any]] = []
     try:
         queries = queries_per_page(url, [tokens[r] for r in readers[:9]])
         head_before = _head(seeded)
-        read = wrk(url, READ_LUA % ",".join(f'"{tokens[r]}"' for r in readers), args.seconds, args.connections)
-        write = wrk(
-            url,
-            WRITE_LUA % (
-                ",".join(f'{{"{tokens[w]}","{seeded.media[w]}"}}' for w in writers),
-                ",".join(f'"{p}"' for p in seeded.posts[:2000]),
-                graph.accounts,
-            ),
-            args.seconds,
-            1,
-        )
-        halt = threading.Event()
-        prober = threading.Thread(target=probe_loop, args=(url, tokens, seeded, probes, halt), daemon=True)
-        prober.start()
-        reads, writes = finish(read), finish(write)
-        halt.set()
-        prober.join(timeout=60)
+        for connections in args.connections:
+            level_probes = [Probe(p.author, p.reader, p.kind) for p in probes]
+            read = wrk(url, read_script, args.seconds, connections)
+            write = wrk(url, write_script, args.seconds, 1)
+            halt = threading.Event()
+            prober = threading.Thread(target=probe_loop, args=(url, tokens, seeded, level_probes, halt), daemon=True)
+            prober.start()
+            reads, writes = finish(read), finish(write)
+            halt.set()
+            prober.join(timeout=60)
+            level: dict[str, Any] = {
+                "connections": connections,
+                "feed_p50_ms": reads["p50_ms"],
+                "feed_p99_ms": reads["p99_ms"],
+                "feed_rps": reads["rps"],
+                "feed_non_2xx": reads["non_2xx"],
+                "writes_rps": writes["rps"],
+                "write_non_2xx": writes["non_2xx"],
+            }
+            for probe in level_probes:
+                ms = sorted(s * 1000 for s in probe.seconds)
+                level[f"fresh_{probe.kind}_p50_ms"] = _pct(ms, 50)
+                level[f"fresh_{probe.kind}_p99_ms"] = _pct(ms, 99)
+                level[f"fresh_{probe.kind}_n"] = len(ms)
+                level[f"fresh_{probe.kind}_lost"] = probe.lost
+                level[f"fresh_{probe.kind}_followers"] = followers.get(probe.author, 0)
+            say(f"  {design}, {connections} connection(s): {level['feed_rps']:.0f} req/s, p50 {level['feed_p50_ms']:.1f} ms, "
+                f"p99 {level['feed_p99_ms']:.1f} ms; freshness p99 {level['fresh_ordinary_p99_ms'] or 0:.0f} ms")  # fmt: skip
+            levels.append(level)
     finally:
         deployment.stop("serve")
     index = {account: node for node, account in enumerate(seeded.ids)}
@@ -387,25 +411,14 @@ def run_design(graph: Graph, seeded: Seeded, design: str, args: argparse.Namespa
     if design == "naive":
         dry["fanout_rows"] = 0
     result: dict[str, Any] = {
-        "feed_p50_ms": reads["p50_ms"],
-        "feed_p99_ms": reads["p99_ms"],
-        "feed_rps": reads["rps"],
-        "feed_non_2xx": reads["non_2xx"],
-        "writes_rps": writes["rps"],
-        "write_non_2xx": writes["non_2xx"],
-        "fanout_writes_per_s": dry["fanout_rows"] / args.seconds,
+        **levels[-1],
+        "levels": levels,
+        "fanout_writes_per_s": dry["fanout_rows"] / (args.seconds * len(levels)),
         **queries,
     }
     for kind in ("ordinary", "celebrity"):
         sample = [pair[column] for pair in dry["amplification"][kind]]
         result[f"amplification_{kind}"] = statistics.mean(sample) if sample else None
-    for probe in probes:
-        ms = sorted(s * 1000 for s in probe.seconds)
-        result[f"fresh_{probe.kind}_p50_ms"] = _pct(ms, 50)
-        result[f"fresh_{probe.kind}_p99_ms"] = _pct(ms, 99)
-        result[f"fresh_{probe.kind}_n"] = len(ms)
-        result[f"fresh_{probe.kind}_lost"] = probe.lost
-        result[f"fresh_{probe.kind}_followers"] = followers.get(probe.author, 0)
     return result
 
 
@@ -447,7 +460,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
     plt = pyplot()
     if plt is None:
         return False
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     for design, style in (("hybrid", "o-"), ("naive", "s--")):
         mine = sorted((r for r in rows if r["design"] == design), key=lambda r: r["accounts"])
         xs = [r["accounts"] for r in mine]
@@ -463,6 +476,19 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
         ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    load = axes[3]
+    for r in rows:
+        levels = r.get("levels") or []
+        load.plot([lv["feed_rps"] for lv in levels], [lv["feed_p99_ms"] for lv in levels], "o-" if r["design"] == "hybrid" else "s--",
+                  label=f"{r['graph']}, {r['design']}")  # fmt: skip
+        for lv in levels:
+            load.annotate(str(lv["connections"]), (lv["feed_rps"], lv["feed_p99_ms"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    load.axhline(50, color="grey", linestyle=":", label="p99 target 50 ms")
+    load.set_title("feed p99 against load (labels: connections)")
+    load.set_xlabel("feed req/s")
+    load.set_ylabel("p99 ms")
+    load.grid(alpha=0.3)
+    load.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True
@@ -486,6 +512,35 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give connection counts as whole numbers, e.g. 1,2,4,8") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: each level needs at least 1 connection")
+    return levels
+
+
+def load_table(rows: list[dict[str, Any]]) -> str:
+    """Latency against load: every level of every run."""
+    def f(value: Any, digits: int = 0) -> str:
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    lines = [
+        "| graph | design | connections | feed req/s | feed p50 ms | feed p99 ms | writes req/s | fresh ordinary p50/p99 ms | fresh celebrity p50/p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        for lv in r.get("levels") or []:
+            lines.append(
+                f"| {r['graph']} | {r['design']} | {lv['connections']} | {f(lv['feed_rps'])} | {f(lv['feed_p50_ms'], 1)} | {f(lv['feed_p99_ms'], 1)} | "
+                f"{f(lv['writes_rps'])} | {f(lv['fresh_ordinary_p50_ms'])}/{f(lv['fresh_ordinary_p99_ms'])} | "
+                f"{f(lv['fresh_celebrity_p50_ms'])}/{f(lv['fresh_celebrity_p99_ms'])} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["embedded", "distributed"], default="embedded",
@@ -496,7 +551,9 @@ def main() -> None:
     parser.add_argument("--celebrities", type=int, default=None, help="accounts pulled (default max(3, accounts / 1000))")
     parser.add_argument("--readers", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=_levels, default=[1, 2, 4, 8],
+                        help="feed-reading wrk connections, one load level each, comma separated (default 1,2,4,8); "
+                        "the table's figures are the last level's, the report adds latency against load")  # fmt: skip
     parser.add_argument("--worker-threads", type=int, default=8, help="distributed: threads of the worker")
     parser.add_argument("--seed-only", action="store_true", help="seed and project each graph, print the times, run no workload")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the report goes (default bench/results)")
@@ -553,14 +610,15 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, load: float) ->
     args.results.mkdir(parents=True, exist_ok=True)
     stem = args.results / f"feed-scale-{'' if args.backend == 'embedded' else 'distributed-'}{date.today().isoformat()}"
     text = table(rows)
-    print("\n" + text)
+    print("\n" + text + "\n\n" + load_table(rows))
     drawn = plot(rows, stem.with_suffix(".png"))
     command = "python bench/feed_scale.py " + " ".join(sys.argv[1:])
     stem.with_suffix(".json").write_text(json.dumps({"command": command, "load_at_start": load, "rows": rows}, indent=2))
     stem.with_suffix(".md").write_text(
         f"# The home feed at scale: hybrid fan-out beside fan-out on read\n\n"
         f"Command: `{command}`  \nLoad average at start: {load:.1f} on {os.cpu_count()} cores; {BACKENDS[args.backend]}.\n\n"
-        f"{text}\n\nSeeding (api.seed.bulk_seed, then projected): "
+        f"{text}\n\nLatency against load (each level {args.seconds} s, the write mix and the freshness probes running):\n\n"
+        f"{load_table(rows)}\n\nSeeding (api.seed.bulk_seed, then projected): "
         + "; ".join(f"{r['graph']} appended in {r['seed_seconds']:.0f} s, projected in {r['project_seconds']:.0f} s" for r in rows if r["design"] == "hybrid")
         + ".\n" + (f"\n![plots]({stem.with_suffix('.png').name})\n" if drawn else "")
     )

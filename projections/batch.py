@@ -88,6 +88,14 @@ class BatchView:
     def get_many(self, table: Table, keys: Sequence[Row]) -> list[Row | None]:
         return [self.get(table, key) for key in keys]
 
+    def fetch(self, reads: Sequence[Read]) -> list[Any]:
+        return [
+            self.get(r.table, r.key_row)
+            if isinstance(r, Get)
+            else self.scan(r.table, r.partition_row, start_after=r.start_after, end_before=r.end_before, limit=r.limit)
+            for r in reads
+        ]
+
     def scan(
         self,
         table: Table,

@@ -33,6 +33,7 @@ import functools
 import heapq
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
@@ -56,6 +57,7 @@ from projections.store import (
     Read,
     ReadStoreUnavailable,
     Row,
+    Scan,
     Table,
     Upsert,
     Write,
@@ -493,35 +495,8 @@ class CassandraReadStore:
         values = [_encode(table.columns[c], v) for c, v in zip(table.partition_key, partition)]
         return prepared.bind([*values, [_encode(kind, v) for v in clustering]])
 
-    @_unavailable_as_port_error
     def get_many(self, table: Table, keys: Sequence[Row]) -> list[Row | None]:
-        """One query per partition, all in flight at once: several rows of one partition
-        (a reader's blocks, likes, follows among a page's authors) in one IN on the
-        clustering column, a slice of one partition on one replica set. Never one IN
-        across partitions: that would make one coordinator wait for every replica set
-        in turn."""
-        if not keys:
-            return []
-        wanted = list(dict.fromkeys(tuple(k[c] for c in table.primary_key) for k in keys))
-        if table.clustering is None:
-            statements = [self._bind_get(table, dict(zip(table.primary_key, w))) for w in wanted]
-        else:
-            width = len(table.partition_key)
-            by_partition: dict[tuple[Any, ...], list[Any]] = {}
-            for w in wanted:
-                by_partition.setdefault(w[:width], []).append(w[width])
-            statements = [
-                self._bind_get_in(table, partition, clustering[start : start + IN_LIMIT])
-                for partition, clustering in by_partition.items()
-                for start in range(0, len(clustering), IN_LIMIT)
-            ]
-        READ_STORE_QUERIES.inc(len(statements), table=table.name)
-        found: dict[tuple[Any, ...], Row] = {}
-        for result in self._run_concurrently(statements, self._reads):
-            for values in result:
-                row = self._decode_row(table, values)
-                found[tuple(row[c] for c in table.primary_key)] = row
-        return [found.get(tuple(k[c] for c in table.primary_key)) for k in keys]
+        return self.fetch([Get(table, tuple(k[c] for c in table.primary_key)) for k in keys])
 
     def _bind_scan(
         self, table: Table, partition: Row, start_after: Any, end_before: Any, limit: int | None
@@ -553,25 +528,47 @@ class CassandraReadStore:
 
     @_unavailable_as_port_error
     def fetch(self, reads: Sequence[Read]) -> list[Any]:
-        """Every read in flight at once (CONCURRENCY at a time): one round trip."""
+        """Every read in flight at once (CONCURRENCY at a time): one round trip. Gets of
+        several rows of one partition (a reader's blocks, likes, follows among a page's
+        authors) go as one IN on the clustering column, a slice of one partition on one
+        replica set. Never one IN across partitions: that would make one coordinator
+        wait for every replica set in turn."""
         if not reads:
             return []
-        statements = [
-            self._bind_get(r.table, r.key_row)
-            if isinstance(r, Get)
-            else self._bind_scan(r.table, r.partition_row, r.start_after, r.end_before, r.limit)
-            for r in reads
-        ]
+        singles: dict[tuple[str, tuple[Any, ...]], Get] = {}
+        slices: dict[tuple[str, tuple[Any, ...]], tuple[Table, dict[Any, None]]] = {}
         for read in reads:
-            READ_STORE_QUERIES.inc(table=read.table.name)
-        answers: list[Any] = []
-        for read, result in zip(reads, self._run_concurrently(statements, self._reads)):
-            if isinstance(read, Get):
-                first = result.one()
-                answers.append(self._decode_row(read.table, first) if first else None)
-            else:
-                answers.append([self._decode_row(read.table, r) for r in result])
-        return answers
+            if isinstance(read, Get) and read.table.clustering is None:
+                singles.setdefault((read.table.name, read.key), read)
+            elif isinstance(read, Get):
+                width = len(read.table.partition_key)
+                slices.setdefault((read.table.name, read.key[:width]), (read.table, {}))[1][read.key[width]] = None
+        statements: list[BoundStatement] = []
+        sources: list[tuple[Table, int | None]] = []  # per statement: its table, the Scan's index
+        for read in singles.values():
+            statements.append(self._bind_get(read.table, read.key_row))
+            sources.append((read.table, None))
+        for (_, partition), (table, clustering) in slices.items():
+            wanted = list(clustering)
+            for start in range(0, len(wanted), IN_LIMIT):
+                statements.append(self._bind_get_in(table, partition, wanted[start : start + IN_LIMIT]))
+                sources.append((table, None))
+        for n, read in enumerate(reads):
+            if isinstance(read, Scan):
+                statements.append(self._bind_scan(read.table, read.partition_row, read.start_after, read.end_before, read.limit))
+                sources.append((read.table, n))
+        for name, count in Counter(table.name for table, _ in sources).items():
+            READ_STORE_QUERIES.inc(count, table=name)
+        rows: dict[tuple[str, tuple[Any, ...]], Row] = {}
+        scanned: dict[int, list[Row]] = {}
+        for (table, scan), result in zip(sources, self._run_concurrently(statements, self._reads)):
+            decoded = [self._decode_row(table, values) for values in result]
+            if scan is not None:
+                scanned[scan] = decoded
+                continue
+            for row in decoded:
+                rows[(table.name, tuple(row[c] for c in table.primary_key))] = row
+        return [scanned[n] if isinstance(r, Scan) else rows.get((r.table.name, r.key)) for n, r in enumerate(reads)]
 
     @_unavailable_as_port_error
     def scan(

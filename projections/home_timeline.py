@@ -46,7 +46,7 @@ from domain.events import (
 from projections.following import FOLLOWING
 from projections.posts_by_author import POSTS_BY_AUTHOR
 from projections.projector import Projector, on
-from projections.store import Delete, DeleteUpTo, ReadView, Row, Table, Upsert, Write
+from projections.store import Delete, DeleteUpTo, Get, ReadView, Row, Scan, Table, Upsert, Write
 
 HOME_TIMELINE = Table(
     "home_timeline",
@@ -421,16 +421,24 @@ def feed_page(view: ReadView, reader: int, cursor: int | None, limit: int) -> Fe
     a reader pages land above the cursor: a walk never repeats or skips an item, and a
     cursor holds no server state, so it never expires.
     """
-    state = reader_state(view, reader)
+    # One round trip for the reader's state, pull sources and timeline page: the page is
+    # read without the floor (unknown yet) and cut at it, the same rows as a read
+    # bounded by it, since the timeline is newest first.
+    state_row, pull_rows, timeline_rows = view.fetch([
+        Get.of(TIMELINE_STATE, {"owner_id": reader}),
+        Scan(PULL_SOURCES, (reader,)),
+        Scan(HOME_TIMELINE, (reader,), start_after=cursor, limit=limit),
+    ])  # fmt: skip
+    state = ReaderState.of(state_row)
     if state.dormant:
         ids = _merge_followed(view, reader, cursor, limit)
         return FeedPage(ids, ids[-1] if len(ids) == limit else None, rebuild=True)
     floor = state.floor
     ids: list[int] = []
     if cursor is None or cursor > floor + 1:
-        pulled = [{"author_id": r["author_id"]} for r in view.scan(PULL_SOURCES, {"owner_id": reader})]
+        pushed = [r["post_id"] for r in timeline_rows if r["post_id"] > floor]
+        pulled = [{"author_id": r["author_id"]} for r in pull_rows]
         bounds = {"start_after": cursor, "end_before": floor or None, "limit": limit}
-        pushed = [r["post_id"] for r in view.scan(HOME_TIMELINE, {"owner_id": reader}, **bounds)]
         pulls = [r["post_id"] for r in view.scan_many(POSTS_BY_AUTHOR, pulled, **bounds)] if pulled else []
         ids = sorted(set(pushed) | set(pulls), reverse=True)[:limit]
     if len(ids) < limit and floor > 0:

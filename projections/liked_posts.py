@@ -3,9 +3,11 @@ account, so a page of posts learns "liked by me" in one read (the `likes` read m
 partitioned by post: that would be a read per post)."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from domain.events import Event, Liked, Unliked
 from projections.projector import Projector, on
-from projections.store import Delete, ReadView, Table, Upsert, Write, existing
+from projections.store import Delete, Get, ReadView, Table, Upsert, Write
 
 LIKED_POSTS = Table("liked_posts", {"account_id": "int", "post_id": "int"}, ("account_id",), "post_id", descending=True)
 
@@ -23,6 +25,7 @@ class LikedPosts(Projector):
         return [Delete(LIKED_POSTS, {"account_id": int(e.account_id), "post_id": int(e.post_id)})]
 
 
-def liked_by(view: ReadView, account_id: int, post_ids: list[int]) -> set[int]:
-    """Which of `post_ids` the account has liked: one partition read."""
-    return existing(view, LIKED_POSTS, post_ids, lambda p: {"account_id": account_id, "post_id": p})
+def liked_reads(account_id: int, post_ids: Sequence[int]) -> list[Get]:
+    """The reads telling which of `post_ids` the account has liked (in held(), with the
+    post ids): one partition, one query."""
+    return [Get.of(LIKED_POSTS, {"account_id": account_id, "post_id": p}) for p in post_ids]

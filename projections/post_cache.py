@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 from projections.post_changes import POST_CHANGES
 from projections.store import ReadView
@@ -44,6 +44,18 @@ class TtlLru:
         self.hits = self.misses = 0
 
     def get_many(self, keys: Sequence[Hashable], load: Callable[[list[Any]], list[Any]]) -> list[Any]:
+        found = self.cached(keys)
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        if missing:
+            loaded = dict(zip(missing, load(missing)))
+            self.put(loaded)
+            found.update(loaded)
+        return [found[k] for k in keys]
+
+    def cached(self, keys: Sequence[Hashable]) -> dict[Hashable, Any]:
+        """The entries held (and not expired) of these keys; the caller loads the rest
+        and put()s them, where get_many's one load call does not fit (a load read
+        together with other reads)."""
         now = self.clock()
         found: dict[Hashable, Any] = {}
         with self._lock:
@@ -52,20 +64,20 @@ class TtlLru:
                 if entry is not None and (self.ttl is None or now - entry[0] < self.ttl):
                     self._entries.move_to_end(key)
                     found[key] = entry[1]
-        missing = list(dict.fromkeys(k for k in keys if k not in found))
-        self.hits += len(keys) - len(missing)
-        self.misses += len(missing)
-        if missing:
-            loaded = load(missing)
-            with self._lock:
-                for key, value in zip(missing, loaded):
-                    found[key] = value
-                    if value is not None:
-                        self._entries[key] = (now, value)
-                        self._entries.move_to_end(key)
-                while len(self._entries) > self.capacity:
-                    self._entries.popitem(last=False)
-        return [found[k] for k in keys]
+        self.hits += len(found)
+        self.misses += len(set(keys)) - len(found)
+        return found
+
+    def put(self, loaded: Mapping[Hashable, Any]) -> None:
+        """Keep freshly loaded entries (None: not there yet, never kept)."""
+        now = self.clock()
+        with self._lock:
+            for key, value in loaded.items():
+                if value is not None:
+                    self._entries[key] = (now, value)
+                    self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
 
     def evict(self, keys: Sequence[Hashable]) -> None:
         with self._lock:

@@ -8,7 +8,7 @@ from projections.accounts import ACCOUNT_BY_USERNAME, ACCOUNTS
 from projections.comments import COMMENT_COUNTS, COMMENTS_BY_POST
 from projections.followers import FOLLOWERS
 from projections.following import FOLLOWING
-from projections.liked_posts import liked_by
+from projections.liked_posts import liked_reads
 from projections.likes import LIKES
 from projections.posts import POSTS
 from projections.post_cache import PostCache
@@ -16,8 +16,8 @@ from projections.posts_by_author import POST_COUNTS, POSTS_BY_AUTHOR
 from projections.follow_requests import FOLLOW_REQUESTS
 from projections.home_timeline import feed_page, naive_feed_page
 from projections.posts_by_tag import tag_page
-from projections.store import ReadView, Row
-from projections.visibility import blocked_pairs, hidden_authors, is_blocking, is_muting, muted_by
+from projections.store import Get, Read, ReadView, Row, fetch_named, held
+from projections.visibility import ALLOWED, access_from, access_reads, blocked_pairs, is_blocking, is_muting, muted_reads
 
 
 @dataclass(frozen=True)
@@ -70,24 +70,35 @@ class Page:
     rebuild: bool = False
 
 
-def _counts(view: ReadView, table: Any, column: str, ids: list[int]) -> list[int]:
-    return [int(r["count"]) if r else 0 for r in view.get_many(table, [{column: i} for i in ids])]
-
-
 def follower_counts(view: ReadView, ids: list[int]) -> list[int]:
     """The follower counts every profile shows, in the order of ids."""
-    return _counts(view, FOLLOWERS.counts, "account_id", ids)
+    return [_count(r) for r in view.get_many(FOLLOWERS.counts, [{"account_id": i} for i in ids])]
 
 
 def accounts_by_id(view: ReadView, ids: list[int]) -> list[AccountView | None]:
-    rows = view.get_many(ACCOUNTS, [{"account_id": i} for i in ids])
-    followers = _counts(view, FOLLOWERS.counts, "account_id", ids)
-    following = _counts(view, FOLLOWING.counts, "account_id", ids)
-    posts = _counts(view, POST_COUNTS, "author_id", ids)
+    """The accounts with their counts, in the order of ids: one round trip."""
+    return _accounts_from(fetch_named(view, _account_reads(ids)))
+
+
+def _account_reads(ids: list[int]) -> dict[str, list[Read]]:
+    """An account's row and its three counts, for _accounts_from (with other reads)."""
+    return {
+        "accounts": [Get.of(ACCOUNTS, {"account_id": i}) for i in ids],
+        "followers": [Get.of(FOLLOWERS.counts, {"account_id": i}) for i in ids],
+        "following": [Get.of(FOLLOWING.counts, {"account_id": i}) for i in ids],
+        "posts": [Get.of(POST_COUNTS, {"author_id": i}) for i in ids],
+    }
+
+
+def _accounts_from(answers: dict[str, list[Any]]) -> list[AccountView | None]:
     return [
-        _account(row, followers[n], following[n], posts[n]) if row else None
-        for n, row in enumerate(rows)
+        _account(row, _count(followers), _count(following), _count(posts)) if row else None
+        for row, followers, following, posts in zip(answers["accounts"], answers["followers"], answers["following"], answers["posts"])
     ]
+
+
+def _count(row: Row | None) -> int:
+    return int(row["count"]) if row else 0
 
 
 def _account(row: Row, followers: int, following: int, posts: int) -> AccountView:
@@ -119,42 +130,59 @@ def account_by_username(view: ReadView, username: str) -> AccountView | None:
     return account_by_id(view, account_id) if account_id is not None else None
 
 
-def posts_by_id(view: ReadView, ids: list[int], viewer: int | None, cache: PostCache | None = None) -> list[PostView]:
+def posts_by_id(
+    view: ReadView, ids: list[int], viewer: int | None, cache: PostCache | None = None, hide_muted: bool = False
+) -> list[PostView]:
     """Hydrate post ids into posts, in the given order, skipping posts that are gone and
     posts the viewer may not see (projections.visibility: private authors, blocks).
-    With a cache (the feed), contents, stats and authors come from it where it has them."""
+    Two round trips however long the page: the posts, then everything shown with them
+    in one fetch (authors and their counts, like and comment counts, which the viewer
+    liked, and what visibility decides by). With a cache (the feed), contents, stats
+    and authors come from it where it has them. `hide_muted` (the home feed): without
+    the authors the viewer muted."""
+
+    def load_posts(wanted: list[int]) -> list[Row | None]:
+        return view.get_many(POSTS, [{"post_id": i} for i in wanted])
+
     if cache is None:
-        found = view.get_many(POSTS, [{"post_id": i} for i in ids])
+        found = load_posts(ids)
     else:
         cache.refresh(view)
-        found = cache.contents.get_many(ids, lambda missing: view.get_many(POSTS, [{"post_id": i} for i in missing]))
+        found = cache.contents.get_many(ids, load_posts)
     rows = [r for r in found if r is not None]
     if not rows:
         return []
     author_ids = list(dict.fromkeys(r["author_id"] for r in rows))
-    if cache is None:
-        authors = dict(zip(author_ids, accounts_by_id(view, author_ids)))
-    else:
-        authors = dict(zip(author_ids, cache.authors.get_many(author_ids, lambda missing: accounts_by_id(view, missing))))
-    private = {a: account.private for a, account in authors.items() if account is not None}
-    hidden = hidden_authors(view, viewer, author_ids, private)
-    rows = [r for r in rows if r["author_id"] not in hidden]
-    if not rows:
-        return []
     post_ids = [r["post_id"] for r in rows]
-
-    def load_stats(wanted: list[int]) -> list[tuple[int, int]]:
-        return list(zip(_counts(view, LIKES.counts, "post_id", wanted), _counts(view, COMMENT_COUNTS, "post_id", wanted)))
-
-    stats = load_stats(post_ids) if cache is None else cache.stats.get_many(post_ids, load_stats)
-    likes = [s[0] for s in stats]
-    comments = [s[1] for s in stats]
-    mine = liked_by(view, viewer, post_ids) if viewer is not None else set()
+    authors: dict[int, AccountView | None] = cache.authors.cached(author_ids) if cache else {}  # type: ignore[assignment]
+    stats: dict[int, tuple[int, int]] = cache.stats.cached(post_ids) if cache else {}  # type: ignore[assignment]
+    new_authors = [a for a in author_ids if a not in authors]
+    new_stats = [p for p in post_ids if p not in stats]
+    answers = fetch_named(view, {
+        **_account_reads(new_authors),
+        "likes": [Get.of(LIKES.counts, {"post_id": p}) for p in new_stats],
+        "comments": [Get.of(COMMENT_COUNTS, {"post_id": p}) for p in new_stats],
+        "liked": liked_reads(viewer, post_ids) if viewer is not None else [],
+        "muted": muted_reads(viewer, author_ids) if hide_muted and viewer is not None else [],
+        **access_reads(viewer, author_ids, private={a: account.private for a, account in authors.items() if account}),
+    })  # fmt: skip
+    loaded_authors = dict(zip(new_authors, _accounts_from(answers)))
+    loaded_stats = {p: (_count(likes), _count(comments)) for p, likes, comments in zip(new_stats, answers["likes"], answers["comments"])}
+    if cache is not None:
+        cache.authors.put(loaded_authors)
+        cache.stats.put(loaded_stats)
+    authors.update(loaded_authors)
+    stats.update(loaded_stats)
+    private = {a: account.private for a, account in authors.items() if account is not None}
+    access = access_from(viewer, author_ids, private, answers)
+    mine = held(post_ids, answers["liked"])
+    muted = held(author_ids, answers["muted"])
     views = []
-    for n, row in enumerate(rows):
+    for row in rows:
         author = authors.get(row["author_id"])
-        if author is None:
-            continue  # the author's projection has not caught up; show the post later
+        if author is None or access[row["author_id"]] != ALLOWED or row["author_id"] in muted:
+            continue  # hidden, muted, or the author's projection has not caught up: shown later
+        likes, comments = stats[row["post_id"]]
         views.append(
             PostView(
                 id=row["post_id"],
@@ -165,8 +193,8 @@ def posts_by_id(view: ReadView, ids: list[int], viewer: int | None, cache: PostC
                 mentions=row["mentions"],
                 created_at=row["created_at"],
                 edited_at=row["edited_at"],
-                like_count=likes[n],
-                comment_count=comments[n],
+                like_count=likes,
+                comment_count=comments,
                 liked_by_me=row["post_id"] in mine,
             )
         )
@@ -252,17 +280,17 @@ def filled_page(
     cursor: int | None,
     limit: int,
     viewer: int | None,
-    drop: set[int] | None = None,
     cache: PostCache | None = None,
+    hide_muted: bool = False,
 ) -> Page:
     """Up to `limit` visible posts from `source` (ids newest first, cursor = the last id
-    read), skipping hidden ones and those by authors in `drop`. The next cursor is the
+    read), skipping hidden ones (and muted ones: posts_by_id). The next cursor is the
     id of the last post returned (or read, when the rounds ran out), so walking the
     cursors returns every visible post once."""
     items: list[PostView] = []
     for _ in range(FILL_ROUNDS):
         ids, next_cursor = source(cursor, limit)
-        shown = {p.id: p for p in posts_by_id(view, ids, viewer, cache) if not drop or p.author.id not in drop}
+        shown = {p.id: p for p in posts_by_id(view, ids, viewer, cache, hide_muted)}
         for post_id in ids:
             if post_id in shown:
                 items.append(shown[post_id])
@@ -289,7 +317,7 @@ def home_feed(
         rebuild = rebuild or found.rebuild
         return found.ids, found.next_cursor
 
-    page = filled_page(view, source, cursor, limit, reader, muted_by(view, reader), cache)
+    page = filled_page(view, source, cursor, limit, reader, cache, hide_muted=True)
     return replace(page, rebuild=rebuild)
 
 

@@ -208,13 +208,22 @@ class SqliteReadStore:
         return [found.get(tuple(k[c] for c in pk)) for k in keys]
 
     def fetch(self, reads: Sequence[Read]) -> list[Any]:
-        """Reads one by one: SQLite is in-process, there is no round trip to save."""
-        return [
-            self.get(r.table, r.key_row)
-            if isinstance(r, Get)
-            else self.scan(r.table, r.partition_row, start_after=r.start_after, end_before=r.end_before, limit=r.limit)
-            for r in reads
-        ]
+        """SQLite is in-process, there is no round trip to save: the Gets of each table in
+        one get_many, the Scans one by one."""
+        answers: list[Any] = [None] * len(reads)
+        gets: dict[str, list[int]] = {}
+        for n, read in enumerate(reads):
+            if isinstance(read, Get):
+                gets.setdefault(read.table.name, []).append(n)
+            else:
+                answers[n] = self.scan(
+                    read.table, read.partition_row, start_after=read.start_after, end_before=read.end_before, limit=read.limit
+                )
+        for indexes in gets.values():
+            table = reads[indexes[0]].table
+            for n, row in zip(indexes, self.get_many(table, [reads[n].key_row for n in indexes])):
+                answers[n] = row
+        return answers
 
     def apply_groups(self, groups: Sequence[Sequence[Sequence[Write]]]) -> None:
         for group in groups:

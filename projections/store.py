@@ -7,7 +7,7 @@ projections.sqlite_store (embedded) and projections.cassandra_store.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Hashable, Iterable, Literal, Protocol, Sequence, TypeVar, Union
+from typing import Any, ContextManager, Hashable, Iterable, Literal, Mapping, Protocol, Sequence, TypeVar, Union
 
 ColumnType = Literal["int", "text", "bool", "json", "float"]
 Row = dict[str, Any]
@@ -75,6 +75,11 @@ class Get:
 
     table: Table
     key: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, table: Table, key: Row) -> Get:
+        """The read of the row with this primary key (a row of key columns)."""
+        return cls(table, tuple(key[c] for c in table.primary_key))
 
     @property
     def key_row(self) -> Row:
@@ -151,16 +156,17 @@ class ReadView(Protocol):
     ) -> list[Row]:
         """scan() over several partitions merged into one clustering order."""
 
+    def fetch(self, reads: Sequence[Read]) -> list[Any]:
+        """The answers of many reads, in order: a row or None for a Get, a list of rows for
+        a Scan. A read store runs them concurrently (one round trip for all): a query
+        that needs several independent reads asks for them in one fetch."""
+
 
 class ReadStore(ReadView, Protocol):
     def ensure_tables(self, tables: Iterable[Table]) -> None: ...
 
     def apply(self, writes: Sequence[Write]) -> None:
         """Carry out writes in order (atomically per call where the backend can)."""
-
-    def fetch(self, reads: Sequence[Read]) -> list[Any]:
-        """The answers of many reads, in order: a row or None for a Get, a list of rows for
-        a Scan (the store may run them concurrently: one round trip for all)."""
 
     def apply_groups(self, groups: Sequence[Sequence[Sequence[Write]]]) -> None:
         """Apply the write sets of many events. Each group's write sets take effect in
@@ -191,9 +197,15 @@ class ReadStoreUnavailable(Exception):
     """The read store cannot be reached."""
 
 
-def existing(view: ReadView, table: Table, candidates: Sequence[K], key: Callable[[K], Row]) -> set[K]:
-    """The candidates whose row (`key` of each: a full primary key) `table` holds, in one
-    get_many: a reader's likes, blocks or follows among a page's posts or authors are
-    rows of one partition, which the Cassandra store reads in one query."""
-    rows = view.get_many(table, [key(c) for c in candidates])
+def fetch_named(view: ReadView, reads: Mapping[str, Sequence[Read]]) -> dict[str, list[Any]]:
+    """Several named lists of reads in one view.fetch (one round trip for all), the
+    answers by the same names: how a query reads at once what it needs together."""
+    answers = iter(view.fetch([r for group in reads.values() for r in group]))
+    return {name: [next(answers) for _ in group] for name, group in reads.items()}
+
+
+def held(candidates: Sequence[K], rows: Sequence[Row | None]) -> set[K]:
+    """The candidates whose Get (in the same order) found a row: a reader's likes,
+    blocks or follows among a page's posts or authors, which the Cassandra store reads
+    as one query per partition."""
     return {c for c, row in zip(candidates, rows) if row is not None}

@@ -8,20 +8,20 @@ comments, tag feeds, and search and explore):
   - of a private account, only its approved followers (the `followers` read model:
     an approval is a Followed event); signed-out readers never;
   - of a public account, everyone else.
-Mutes hide nothing here: a mute only filters the muter's home feed (`muted_by`).
+Mutes hide nothing here: a mute only filters the muter's home feed (`muted_reads`).
 
 The decision is made when reading, from the current state, so a post made while its
 author was public disappears for non-followers the moment the author goes private.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from domain.events import Blocked, Event, Muted, Unblocked, Unmuted
 from projections.accounts import ACCOUNTS
 from projections.following import FOLLOWING
 from projections.projector import Projector, on
-from projections.store import Delete, ReadView, Table, Upsert, Write, existing
+from projections.store import Delete, Get, Read, ReadView, Table, Upsert, Write, fetch_named, held
 
 BLOCKS = Table("blocks", {"blocker_id": "int", "blocked_id": "int"}, ("blocker_id",), "blocked_id")
 BLOCKED_BY = Table("blocked_by", {"blocked_id": "int", "blocker_id": "int"}, ("blocked_id",), "blocker_id")
@@ -70,46 +70,66 @@ def post_access(
     """For each author, whether the viewer (None: signed out) may see their posts, and if
     not, why: ALLOWED, PRIVATE, BLOCKING, BLOCKED_BY_AUTHOR or MISSING. `private`: whether
     each author is private, where the caller has read their accounts already (the others
-    are read here). A few reads however many authors: the viewer's blocks both ways and
-    follows are each one partition."""
+    are read here). One round trip however many authors: the viewer's blocks both ways
+    and follows are one partition each, read with the accounts."""
     distinct = list(dict.fromkeys(authors))
-    access = {a: ALLOWED for a in distinct if a == viewer}
-    others = [a for a in distinct if a != viewer]
-    if not others:
-        return access
     known = dict(private or {})
-    unread = [a for a in others if a not in known]
-    for a, row in zip(unread, view.get_many(ACCOUNTS, [{"account_id": a} for a in unread])):
+    unread = [a for a in distinct if a != viewer and a not in known]
+    reads = {"accounts": [Get.of(ACCOUNTS, {"account_id": a}) for a in unread], **access_reads(viewer, distinct, known)}
+    answers = fetch_named(view, reads)
+    for a, row in zip(unread, answers["accounts"]):
         if row is not None:
             known[a] = bool(row["private"])
-    blocking, blocked_by = _blocks(view, viewer, others)
-    locked = [a for a in others if known.get(a)]
-    approved: set[int] = set()
-    if viewer is not None and locked:
-        approved = existing(view, FOLLOWING.index, locked, lambda a: {"account_id": viewer, "followee_id": a})
+    return access_from(viewer, distinct, known, answers)
+
+
+def access_reads(viewer: int | None, authors: Iterable[int], private: Mapping[int, bool] | None = None) -> dict[str, list[Read]]:
+    """What access_from decides by, for a query to read together with the rest of a
+    page (fetch_named): the viewer's blocks both ways among the authors, and whether
+    the viewer follows those that are private (`private`: those known; the viewer's
+    follows of the unknown ones are read too, so their accounts can be read at once)."""
+    others = [a for a in dict.fromkeys(authors) if a != viewer]
+    known = private or {}
+    locked = [a for a in others if known.get(a, True)]
+    return {
+        **_block_reads(viewer, others),
+        "approved": [Get.of(FOLLOWING.index, {"account_id": viewer, "followee_id": a}) for a in locked] if viewer is not None else [],
+    }
+
+
+def access_from(
+    viewer: int | None, authors: Iterable[int], private: Mapping[int, bool], answers: Mapping[str, list[Any]]
+) -> dict[int, str]:
+    """post_access's answer from the answers to access_reads(viewer, authors) and whether
+    each author is private (an author not in `private` has no account: MISSING)."""
+    distinct = list(dict.fromkeys(authors))
+    others = [a for a in distinct if a != viewer]
+    blocking, blocked_by = held(others, answers["blocking"]), held(others, answers["blocked_by"])
+    approved = {row["followee_id"] for row in answers["approved"] if row is not None}
+    access = {a: ALLOWED for a in distinct if a == viewer}
     for author in others:
-        if author not in known:
+        if author not in private:
             access[author] = MISSING
         elif author in blocked_by:
             access[author] = BLOCKED_BY_AUTHOR
         elif author in blocking:
             access[author] = BLOCKING
-        elif known[author] and author not in approved:
+        elif private[author] and author not in approved:
             access[author] = PRIVATE
         else:
             access[author] = ALLOWED
     return access
 
 
-def _blocks(view: ReadView, viewer: int | None, others: list[int]) -> tuple[set[int], set[int]]:
-    """Which of `others` the viewer blocks, and which block the viewer: one partition
-    each (BLOCKS of the viewer, BLOCKED_BY of the viewer)."""
-    if viewer is None or not others:
-        return set(), set()
-    return (
-        existing(view, BLOCKS, others, lambda a: {"blocker_id": viewer, "blocked_id": a}),
-        existing(view, BLOCKED_BY, others, lambda a: {"blocked_id": viewer, "blocker_id": a}),
-    )
+def _block_reads(viewer: int | None, others: list[int]) -> dict[str, list[Read]]:
+    """Whether the viewer blocks each of `others` (BLOCKS of the viewer) and whether each
+    blocks the viewer (BLOCKED_BY of the viewer): one partition each."""
+    if viewer is None:
+        return {"blocking": [], "blocked_by": []}
+    return {
+        "blocking": [Get.of(BLOCKS, {"blocker_id": viewer, "blocked_id": a}) for a in others],
+        "blocked_by": [Get.of(BLOCKED_BY, {"blocked_id": viewer, "blocker_id": a}) for a in others],
+    }
 
 
 def hidden_authors(
@@ -128,8 +148,9 @@ def can_see(view: ReadView, viewer: int | None, author: int) -> bool:
 def blocked_pairs(view: ReadView, viewer: int | None, accounts: Iterable[int]) -> set[int]:
     """The accounts among `accounts` that the viewer blocks or is blocked by: hidden from
     the viewer's lists (followers, likers, comments, search results)."""
-    blocking, blocked_by = _blocks(view, viewer, [a for a in dict.fromkeys(accounts) if a != viewer])
-    return blocking | blocked_by
+    others = [a for a in dict.fromkeys(accounts) if a != viewer]
+    answers = fetch_named(view, _block_reads(viewer, others))
+    return held(others, answers["blocking"]) | held(others, answers["blocked_by"])
 
 
 def blocked_either_way(view: ReadView, viewer: int | None) -> set[int]:
@@ -141,9 +162,10 @@ def blocked_either_way(view: ReadView, viewer: int | None) -> set[int]:
     return blocks | {r["blocker_id"] for r in view.scan(BLOCKED_BY, {"blocked_id": viewer})}
 
 
-def muted_by(view: ReadView, viewer: int) -> set[int]:
-    """The accounts the viewer has muted: filtered out of the viewer's home feed only."""
-    return {r["muted_id"] for r in view.scan(MUTES, {"muter_id": viewer})}
+def muted_reads(viewer: int, authors: Iterable[int]) -> list[Read]:
+    """Whether the viewer muted each author (in held(), with the authors): mutes filter
+    the viewer's home feed only. One partition, one query."""
+    return [Get.of(MUTES, {"muter_id": viewer, "muted_id": a}) for a in authors]
 
 
 def is_blocking(view: ReadView, blocker: int, blocked: int) -> bool:

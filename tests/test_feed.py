@@ -233,7 +233,7 @@ def test_edits_and_deletes_reach_every_feed_and_the_post_cache(api: Api, client:
     assert pushed["id"] not in timeline_rows(client, ana, api)
 
 
-def test_a_feed_page_reads_the_readers_blocks_and_likes_once_however_many_posts(api: Api, client: TestClient) -> None:
+def test_a_feed_page_reads_the_readers_blocks_mutes_and_likes_once_however_many_posts(api: Api, client: TestClient) -> None:
     reader = api.sign_up("reader")
     authors = [api.sign_up(f"author{i}") for i in range(6)]
     for author in authors:
@@ -243,14 +243,15 @@ def test_a_feed_page_reads_the_readers_blocks_and_likes_once_however_many_posts(
     for post in liked:
         api.ok("POST", f"/v1/posts/{post['id']}/like", reader)
     api.ok("POST", f"/v1/accounts/{reader.username}/block", authors[5])  # blocked by an author: that author's posts go
+    api.ok("POST", f"/v1/accounts/{authors[4].username}/mute", reader)  # muted: gone from this feed only
     settle(client, api)
     before = api.metrics()
     page = api.ok("GET", "/v1/feed?limit=20", reader)
     after = api.metrics()
-    shown = [p for p in posts if p["author"]["id"] != authors[5].id]
+    shown = [p for p in posts if p["author"]["id"] not in (authors[4].id, authors[5].id)]
     assert ids(page["items"]) == ids(shown[::-1])
     assert {p["id"] for p in page["items"] if p["liked_by_me"]} == {p["id"] for p in liked if p in shown}
-    series = {t: f'photostream_read_store_queries_total{{table="{t}"}}' for t in ("liked_posts", "blocks", "blocked_by")}
+    series = {t: f'photostream_read_store_queries_total{{table="{t}"}}' for t in ("liked_posts", "blocks", "blocked_by", "mutes")}
     spent = {t: after.get(name, 0.0) - before.get(name, 0.0) for t, name in series.items()}
     # One read of each of the reader's partitions, not one per post or author.
-    assert spent == {"liked_posts": 1, "blocks": 1, "blocked_by": 1}, spent
+    assert spent == {"liked_posts": 1, "blocks": 1, "blocked_by": 1, "mutes": 1}, spent

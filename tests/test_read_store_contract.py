@@ -1025,3 +1025,17 @@ def test_planned_batches_fold_to_the_rows_of_sequential_application(both: tuple[
     for table in FOLD_TABLES:
         if table.name not in timeline:
             assert cassandra.dump(table) == sqlite.dump(table), table.name
+
+def test_fetch_of_many_gets_of_one_partition_among_other_reads(store: Any) -> None:
+    """A feed page's second round: many Gets of one partition (one IN per partition on
+    Cassandra, in chunks), repeats, single-key Gets and Scans, in one fetch, answered in
+    the reads' order."""
+    _fill(store, DESC, 1, range(0, 300, 3))
+    _fill(store, DESC, 2, [7])
+    store.apply([Upsert(KV, {"id": i, "count": i * i}) for i in range(5)])
+    gets = [Get(DESC, (1, s)) for s in range(250)]
+    reads = [*gets, Scan(DESC, (2,)), Get(KV, (4,)), Get(DESC, (1, 3)), Get(KV, (9,)), Get(DESC, (2, 7)), Get(KV, (4,))]
+    answers = store.fetch(reads)
+    assert [r and r["label"] for r in answers[:250]] == [f"1/{s}" if s % 3 == 0 else None for s in range(250)]
+    assert [r["seq"] for r in answers[250]] == [7]
+    assert [answers[251]["count"], answers[252]["label"], answers[253], answers[254]["label"], answers[255]["count"]] == [16, "1/3", None, "2/7", 16]

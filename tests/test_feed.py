@@ -134,9 +134,10 @@ def test_a_reader_pulls_a_bounded_number_of_celebrities_and_is_pushed_the_rest(a
             assert len(pulled) == 1 and len(pushed) == 1, (pulled, pushed)
         # Distributed, two stars' follows planned in one batch (or in two lanes at once)
         # may both take a fan's last slot (the bound is exceeded by at most the number of
-        # groups working at once), and a post fanned out by the lane of its author while
-        # the fan's lane was making that author a pull source stays pushed too: the read
-        # merges both by id, so the feed above shows each post once (ARCHITECTURE.md).
+        # groups working at once). And a star's post and the follow that promotes the star
+        # are in different streams (log partitions), which the router may deliver in either
+        # order: a post delivered first is pushed to the followers so far, who then pull
+        # the star too. The read merges both by id, so the feed above shows each post once.
 
 
 def test_a_reader_away_for_days_gets_no_fanout_a_full_feed_and_then_a_rebuilt_timeline(api: Api, client: TestClient) -> None:

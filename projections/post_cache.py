@@ -9,8 +9,9 @@ stats (like and comment counts) and authors, one per API process.
   they live `stats_ttl` seconds. Authors (names, avatars, their counts, whether private)
   change seldom and a page shows ~10 of them, 4 reads each: they live `author_ttl`
   seconds. Measured on the distributed stack (bench/feed_scale.py), a feed page costs
-  ~100 store queries with nothing cached and ~16 with everything cached: under load
-  these lifetimes decide which. A switch to private hides the author's posts from
+  ~80 store queries with nothing cached and ~17 with everything cached: under load
+  these lifetimes decide which. (`cached` and `put` let a query read the misses in the
+  same round as the rest of its page.) A switch to private hides the author's posts from
   other readers (who are not approved followers) within `author_ttl`; the author's
   own requests wait for their writes (read-your-writes below).
 - A request that carries a consistency token (read-your-writes) does not use the cache

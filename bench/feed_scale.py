@@ -501,10 +501,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    def f(value: Any, digits: int = 1) -> str:
-        return "-" if value is None else f"{value:,.{digits}f}"
+def num(value: Any, digits: int = 1) -> str:
+    """A table cell: thousands separated, "-" for a figure the run could not take."""
+    return "-" if value is None else f"{value:,.{digits}f}"
 
+
+def table(rows: list[dict[str, Any]]) -> str:
+    f = num
     lines = [
         "| graph | accounts | follows | design | feed p50 ms | feed p99 ms | feed req/s | store queries/page cold/warm | writes req/s | fresh ordinary p50/p99 ms | fresh celebrity p50/p99 ms | fan-out writes/s | rows/post ordinary | rows/post celebrity |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -531,9 +534,6 @@ def _levels(text: str) -> list[int]:
 
 def load_table(rows: list[dict[str, Any]]) -> str:
     """Latency against load: every level of every run."""
-    def f(value: Any, digits: int = 0) -> str:
-        return "-" if value is None else f"{value:,.{digits}f}"
-
     lines = [
         "| graph | design | connections | feed req/s | feed p50 ms | feed p99 ms | writes req/s | fresh ordinary p50/p99 ms | fresh celebrity p50/p99 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -541,9 +541,9 @@ def load_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         for lv in r.get("levels") or []:
             lines.append(
-                f"| {r['graph']} | {r['design']} | {lv['connections']} | {f(lv['feed_rps'])} | {f(lv['feed_p50_ms'], 1)} | {f(lv['feed_p99_ms'], 1)} | "
-                f"{f(lv['writes_rps'])} | {f(lv['fresh_ordinary_p50_ms'])}/{f(lv['fresh_ordinary_p99_ms'])} | "
-                f"{f(lv['fresh_celebrity_p50_ms'])}/{f(lv['fresh_celebrity_p99_ms'])} |"
+                f"| {r['graph']} | {r['design']} | {lv['connections']} | {num(lv['feed_rps'], 0)} | {num(lv['feed_p50_ms'], 1)} | {num(lv['feed_p99_ms'], 1)} | "
+                f"{num(lv['writes_rps'], 0)} | {num(lv['fresh_ordinary_p50_ms'], 0)}/{num(lv['fresh_ordinary_p99_ms'], 0)} | "
+                f"{num(lv['fresh_celebrity_p50_ms'], 0)}/{num(lv['fresh_celebrity_p99_ms'], 0)} |"
             )
     return "\n".join(lines)
 

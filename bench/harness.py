@@ -247,8 +247,6 @@ class Deployment:
             self.env.pop(key, None)  # the defaults are what is measured; embedded: SQLite in the folder
         self.env.update(PHOTOSTREAM_DATA_DIR=str(self.data_dir), PHOTOSTREAM_SECRET_KEY=self.secret)
         if self.distributed:
-            access, _, host = args.s3.rpartition("@")
-            self.s3_host, self.s3_access = host, access
             self.env.update(
                 PHOTOSTREAM_EVENT_STORE=f"kafka://{args.kafka}?topic={self.topic}&partitions={args.partitions}",
                 PHOTOSTREAM_READ_STORE=f"cassandra://{args.cassandra}/{self.keyspace}",
@@ -423,16 +421,9 @@ class Deployment:
                     say(f"  could not drop keyspace {ks}: {exc}")
             self.cluster.shutdown()
         try:
-            from minio import Minio
-            from minio.deleteobjects import DeleteObject
+            from tests.deployment import delete_bucket
 
-            key, _, secret = self.s3_access.partition(":")
-            client = Minio(self.s3_host, access_key=key, secret_key=secret, secure=False)
-            if client.bucket_exists(self.bucket):
-                objects = [DeleteObject(o.object_name) for o in client.list_objects(self.bucket, recursive=True)]
-                for error in client.remove_objects(self.bucket, objects):
-                    say(f"  could not delete {error}")
-                client.remove_bucket(self.bucket)
+            delete_bucket(self.env["PHOTOSTREAM_MEDIA_STORE"])
         except Exception as exc:  # noqa: BLE001
             say(f"  could not drop bucket {self.bucket}: {exc}")
 

@@ -53,12 +53,12 @@ class TtlLru:
             found.update(loaded)
         return [found[k] for k in keys]
 
-    def cached(self, keys: Sequence[Hashable]) -> dict[Hashable, Any]:
+    def cached(self, keys: Sequence[Hashable]) -> dict[Any, Any]:
         """The entries held (and not expired) of these keys; the caller loads the rest
         and put()s them, where get_many's one load call does not fit (a load read
         together with other reads)."""
         now = self.clock()
-        found: dict[Hashable, Any] = {}
+        found: dict[Any, Any] = {}
         with self._lock:
             for key in keys:
                 entry = self._entries.get(key)

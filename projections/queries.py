@@ -154,8 +154,8 @@ def posts_by_id(
         return []
     author_ids = list(dict.fromkeys(r["author_id"] for r in rows))
     post_ids = [r["post_id"] for r in rows]
-    authors: dict[int, AccountView | None] = cache.authors.cached(author_ids) if cache else {}  # type: ignore[assignment]
-    stats: dict[int, tuple[int, int]] = cache.stats.cached(post_ids) if cache else {}  # type: ignore[assignment]
+    authors: dict[int, AccountView | None] = cache.authors.cached(author_ids) if cache else {}
+    stats: dict[int, tuple[int, int]] = cache.stats.cached(post_ids) if cache else {}
     new_authors = [a for a in author_ids if a not in authors]
     new_stats = [p for p in post_ids if p not in stats]
     answers = fetch_named(view, {
